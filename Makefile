@@ -1,0 +1,63 @@
+# voiceprompt: `make demo` sets up and renders a reminder; `make test` runs ruff, mypy and pytest.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEBIAN_PACKAGES := ffmpeg espeak-ng asterisk-core-sounds-en-wav
+DEMO_AT ?= 2026-12-01T16:47
+DEMO_NOW ?= 2026-11-26T09:00
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+.PHONY: setup system-packages demo demo-render serve test lint typecheck pytest bench clean
+
+# Debian packages: ffmpeg (pydub's decoder for OGG/M4A), espeak-ng (text-to-speech stand-in for
+# phrases nobody recorded yet) and the Asterisk English prompts (a human voice for the demo and tests).
+system-packages:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(BIN)/voiceprompt: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+setup: system-packages $(BIN)/voiceprompt
+
+demo: demo-render serve
+
+demo-render: setup
+	$(BIN)/voiceprompt db upgrade
+	$(BIN)/voiceprompt bank import-asterisk
+	$(BIN)/voiceprompt tenant create demo --name "Smile Dental" --timezone America/New_York --if-missing
+	$(BIN)/voiceprompt preview --tenant demo --at $(DEMO_AT) --provider "Doctor Benedict" \
+	  --now $(DEMO_NOW) --out var/demo/reminder.mp3
+
+serve: setup
+	$(BIN)/voiceprompt serve --host $(HOST) --port $(PORT)
+
+test: setup lint typecheck pytest
+
+lint:
+	$(BIN)/ruff check prompts voicebank server tests bench
+	$(BIN)/ruff format --check prompts voicebank server tests bench
+
+typecheck:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python bench/plan.py
+	$(BIN)/python bench/render.py
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache test-output

@@ -1,0 +1,58 @@
+"""Opening the pieces a command or the server needs: engine (migrated), storage, catalogue."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.db import create_engine, current_revision, head_revision, upgrade
+from server.errors import ConfigError
+from server.settings import Settings
+from server.tenants import TenantStore
+from voicebank.catalogue import Catalogue
+from voicebank.storage import Storage, open_storage
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    storage: Storage
+    catalogue: Catalogue
+    tenants: TenantStore
+
+
+def media_base_url(settings: Settings) -> str:
+    return settings.media_base_url or f"{settings.public_url}/media"
+
+
+def make_storage(settings: Settings) -> Storage:
+    return open_storage(settings.resolved_storage, media_base_url=media_base_url(settings))
+
+
+async def ensure_schema(settings: Settings, engine: AsyncEngine) -> None:
+    """Migrate the embedded SQLite database on use; PostgreSQL is migrated explicitly."""
+    if settings.database_url == "" or settings.resolved_database_url.startswith("sqlite"):
+        await upgrade(engine)
+        return
+    current, head = await current_revision(engine), head_revision()
+    if current != head:
+        raise ConfigError(
+            f"the database is at migration {current or 'none'}, the code needs {head}: "
+            "run `voiceprompt db upgrade`"
+        )
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Runtime]:
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        if migrate:
+            await ensure_schema(settings, engine)
+        storage = make_storage(settings)
+        yield Runtime(settings, engine, storage, Catalogue(engine, storage), TenantStore(engine))
+    finally:
+        await engine.dispose()

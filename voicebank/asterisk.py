@@ -1,0 +1,89 @@
+"""Import an Asterisk sound pack (e.g. Debian's asterisk-core-sounds-en-wav) as a voice.
+
+The pack's transcript list (``core-sounds-en.txt(.gz)``) has lines ``name: text``; file names such
+as ``digits/h-12`` become clips with the transcript "twelfth". Tone files (``[beep tone]``) are
+skipped. The packs are CC-BY-SA-3.0: trimmed and levelled clips are an adaptation, fine as a
+development voice; ship your own recordings.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_SOUNDS = Path("/usr/share/asterisk/sounds/en")
+TRANSCRIPT_PLACES = (
+    Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"),
+    Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt"),
+)
+AUDIO_SUFFIXES = (".wav", ".gsm", ".g722", ".ulaw", ".alaw", ".sln", ".mp3", ".flac", ".ogg")
+
+# Known mistakes in the pack's transcript list.
+TYPO_FIXES = {"fourtieth": "fortieth"}
+# Transcripts the planner's rules spell differently from the pack ("A.M." is the token "a.m.").
+_LINE = re.compile(r"^(?P<name>[A-Za-z0-9_\-/]+):\s*(?P<text>.*\S)\s*$")
+
+
+@dataclass(frozen=True)
+class SoundEntry:
+    name: str
+    transcript: str
+    path: Path
+
+
+def _fix(text: str) -> str:
+    words = text.split()
+    fixed = [
+        TYPO_FIXES.get(w.lower().strip(".,"), w) if w.lower().strip(".,") in TYPO_FIXES else w
+        for w in words
+    ]
+    return " ".join(fixed)
+
+
+def parse_transcripts(text: str) -> dict[str, str]:
+    """``name: text`` lines -> {name: text}, typos fixed, tone descriptions dropped."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        m = _LINE.match(line.strip())
+        if not m:
+            continue
+        body = m["text"].strip()
+        if body.startswith("[") and body.endswith("]"):
+            continue  # a tone or sound effect, not speech
+        out[m["name"]] = _fix(body)
+    return out
+
+
+def find_transcript_file(sounds_dir: Path) -> Path | None:
+    for candidate in (
+        sounds_dir / "core-sounds-en.txt",
+        sounds_dir / "core-sounds-en.txt.gz",
+        *TRANSCRIPT_PLACES,
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_transcript_file(path: Path) -> dict[str, str]:
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        raw = gzip.decompress(raw)
+    return parse_transcripts(raw.decode("utf-8", errors="replace"))
+
+
+def find_sounds(
+    sounds_dir: Path, transcripts: dict[str, str], only: tuple[str, ...] = ()
+) -> Iterator[SoundEntry]:
+    """Every sound file that has a transcript, in name order (WAV preferred over other codecs)."""
+    for name in sorted(transcripts):
+        if only and not any(name == p.rstrip("/") or name.startswith(p) for p in only):
+            continue
+        for suffix in AUDIO_SUFFIXES:
+            path = sounds_dir / f"{name}{suffix}"
+            if path.is_file():
+                yield SoundEntry(name=name, transcript=transcripts[name], path=path)
+                break
