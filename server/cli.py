@@ -108,11 +108,12 @@ def db_upgrade(settings: Settings, revision: str) -> None:
 
 def _register() -> None:
     # Sub-command modules import this one; register them after `main` exists.
-    from server import cli_bank, cli_preview, cli_tenant
+    from server import cli_bank, cli_preview, cli_serve, cli_tenant
 
     main.add_command(cli_bank.bank)
     main.add_command(cli_tenant.tenant)
     main.add_command(cli_preview.preview)
+    main.add_command(cli_serve.serve)
 
 
 _register()

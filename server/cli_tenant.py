@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -12,10 +13,13 @@ from server.settings import Settings
 from server.tenants import AMD_MODES, Tenant
 
 
-def tenant_options(creating: bool) -> Any:
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def tenant_options(creating: bool) -> Callable[[F], F]:
     """The options shared by create and update (None = leave unchanged on update)."""
 
-    def deco(func: Any) -> Any:
+    def deco(func: F) -> F:
         opts = [
             click.option("--name", required=creating, help="Business name, as spoken."),
             click.option("--timezone", help="IANA zone, e.g. America/Chicago."),

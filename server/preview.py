@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from prompts.models import ClipSegment, PauseSegment, Plan, SaySegment
-from server.runtime import Runtime
 from voicebank.render import Renderer
 from voicebank.tts import default_tts
+
+from prompts.models import ClipSegment, PauseSegment, Plan, SaySegment
+from server.runtime import Runtime
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:

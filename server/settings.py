@@ -95,7 +95,8 @@ class Settings:
         validate_signatures = validate in ("true", "1", "yes")
         if not validate_signatures and mode == "production":
             raise ConfigError(
-                "VOICEPROMPT_VALIDATE_SIGNATURES=false is only allowed when VOICEPROMPT_ENV=development"
+                "VOICEPROMPT_VALIDATE_SIGNATURES=false is only allowed when "
+                "VOICEPROMPT_ENV=development"
             )
         allow = get("VOICEPROMPT_DIAL_ALLOWLIST") or ""
         public_url = (get("VOICEPROMPT_PUBLIC_URL") or cls.public_url).rstrip("/")

@@ -83,7 +83,10 @@ def new_api_key(slug: str) -> str:
 
 
 def validate(tenant: Tenant) -> Tenant:
-    """Check every field; raise ValidationError naming the first bad one. Returns a normalised copy."""
+    """Check every field; raise ValidationError naming the first bad one.
+
+    Returns a normalised copy (region upper-case, caller ID in E.164).
+    """
     if not _SLUG.match(tenant.slug):
         raise ValidationError(
             f"slug {tenant.slug!r} must be 1-63 lower-case letters, digits or hyphens", "slug"
@@ -150,7 +153,7 @@ def normalize_phone(number: str, region: str, *, field: str = "to") -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-def _from_row(m: Mapping[str, Any]) -> Tenant:
+def _from_row(m: Mapping[Any, Any]) -> Tenant:
     return Tenant(**{f.name: m[f.name] for f in fields(Tenant)})
 
 

@@ -291,41 +291,33 @@ class Catalogue:
         async with self.engine.connect() as conn:
             return [_record(r) for r in await conn.execute(query)]
 
-    async def clip_index(self, voice_id: str, tenant: str = "") -> ClipIndex:
-        """The planner's view of a voice: shared clips plus the tenant's own.
+    async def voice_clips(self, voice_id: str, tenant: str = "") -> list[tuple[ClipEntry, str]]:
+        """The current clips a tenant's calls may use, with the storage key of each.
 
-        A tenant's take of a phrase hides the shared takes of the same phrase, so a tenant can
-        re-record anything in its own voice.
+        Shared clips plus the tenant's own; a tenant's take of a phrase hides the shared takes of
+        the same phrase, so a tenant can re-record anything in its own voice.
         """
         query = sa.select(
-            clips.c.id,
-            clips.c.tenant,
-            clips.c.transcript,
-            clips.c.norm,
-            clips.c.variant,
-            clips.c.duration_ms,
-            clips.c.storage_key,
+            clips.c.id, clips.c.tenant, clips.c.transcript, clips.c.norm, clips.c.variant,
+            clips.c.duration_ms, clips.c.storage_key,
         ).where(
-            clips.c.voice_id == voice_id,
-            clips.c.replaced_at.is_(None),
+            clips.c.voice_id == voice_id, clips.c.replaced_at.is_(None),
             clips.c.tenant.in_({"", tenant}),
-        )
+        ).order_by(clips.c.id)
         async with self.engine.connect() as conn:
             rows = list(await conn.execute(query))
         own = {r.norm for r in rows if r.tenant and r.tenant == tenant}
-        entries = [
-            ClipEntry(
-                clip_id=str(r.id),
-                text=r.transcript,
-                variant=Variant(r.variant),
-                duration_ms=int(r.duration_ms),
-                url=self.storage.url(r.storage_key),
-            )
+        return [
+            (ClipEntry(clip_id=str(r.id), text=r.transcript, variant=Variant(r.variant),
+                       duration_ms=int(r.duration_ms), url=self.storage.url(r.storage_key)),
+             str(r.storage_key))
             for r in rows
             if not (r.tenant == "" and r.norm in own)
         ]
-        entries.sort(key=lambda e: int(e.clip_id))
-        return ClipIndex.build(entries)
+
+    async def clip_index(self, voice_id: str, tenant: str = "") -> ClipIndex:
+        """The planner's view of a voice for one tenant (see ``voice_clips``)."""
+        return ClipIndex.build(entry for entry, _ in await self.voice_clips(voice_id, tenant))
 
     async def master_keys(self, clip_ids: Sequence[int]) -> dict[int, str]:
         async with self.engine.connect() as conn:
@@ -333,6 +325,3 @@ class Catalogue:
                 sa.select(clips.c.id, clips.c.master_key).where(clips.c.id.in_(list(clip_ids)))
             )
             return {int(r.id): str(r.master_key) for r in rows}
-
-    def load_master_sync(self, master_key: str) -> bytes:
-        return self.storage.get(master_key)

@@ -57,9 +57,7 @@ class RenderError(VoiceBankError):
 
 
 class ClipUnavailable(RenderError):
-    """A clip named by the plan could not be loaded or decoded."""
-
-    status = 404
+    """A clip named by the plan could not be loaded or decoded (our data, so a server error)."""
 
     def __init__(self, clip_id: str, reason: str) -> None:
         super().__init__(f"clip {clip_id!r} is unavailable: {reason}")

@@ -1,0 +1,56 @@
+"""Who is calling the API: the admin (``VOICEPROMPT_ADMIN_TOKEN``) or one tenant (its API key)."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from server.errors import Forbidden
+from server.keys import runtime_key
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant: str | None  # None = admin
+
+    @property
+    def is_admin(self) -> bool:
+        return self.tenant is None
+
+    def require_tenant(self, slug: str) -> None:
+        """Tenants see only their own things; an unknown-to-you tenant looks like a missing one."""
+        if self.tenant is not None and self.tenant != slug:
+            raise Forbidden(f"this key may not access tenant {slug!r}")
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise Forbidden("this needs the admin token")
+
+
+principal_key = web.RequestKey("principal", Principal)
+
+
+async def authenticate(request: web.Request) -> Principal:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise web.HTTPUnauthorized(
+            text='{"error": "send Authorization: Bearer <admin token or tenant API key>"}',
+            content_type="application/json",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    token = token.strip()
+    rt = request.app[runtime_key]
+    admin = rt.settings.admin_token
+    if admin and hmac.compare_digest(token.encode(), admin.encode()):
+        return Principal(None)
+    tenant = await rt.tenants.by_api_key(token)
+    if tenant is None:
+        raise web.HTTPUnauthorized(
+            text='{"error": "unknown token"}',
+            content_type="application/json",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return Principal(tenant.slug)

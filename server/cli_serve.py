@@ -1,0 +1,55 @@
+"""`voiceprompt serve`: the web service Twilio talks to, and the API."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+from aiohttp import web
+
+from server.app import create_app
+from server.cli import Fail, pass_settings
+from server.settings import Settings
+
+
+def _banner(settings: Settings, host: str, port: int) -> str:
+    local = f"http://{host}:{port}"
+    public = settings.public_url
+    lines = [
+        f"voiceprompt serving on {local} ({settings.env}; database "
+        f"{settings.redacted()['database_url']})",
+        "",
+        "Try:",
+        f"  curl {local}/healthz",
+        f"  curl -H 'Authorization: Bearer $VOICEPROMPT_ADMIN_TOKEN' {local}/api/tenants",
+        "  voiceprompt twiml --reminder 1            (the answer Twilio would get, no server)",
+        "",
+        "Twilio must reach this server: expose it with a tunnel (e.g. `ngrok http "
+        f"{port}` or `cloudflared tunnel --url {local}`), then set",
+        "  VOICEPROMPT_PUBLIC_URL=https://<your-tunnel-host>   (signatures are checked against it)",
+        "  TWILIO_AUTH_TOKEN=<your auth token>",
+        f"and use {public}/twilio/voice/<reminder id> as the call's answer URL and "
+        f"{public}/twilio/status?reminder=<id> as its status callback.",
+    ]
+    if not settings.twilio_auth_token and settings.validate_signatures:
+        lines.append("note: TWILIO_AUTH_TOKEN is not set, so every Twilio webhook gets 403.")
+    if not settings.admin_token:
+        lines.append("note: VOICEPROMPT_ADMIN_TOKEN is not set: the admin API refuses everyone.")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@pass_settings
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Run the web service Twilio talks to (and the API)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        app = create_app(settings)
+    except Exception as exc:  # noqa: BLE001 - one clear line at start
+        raise Fail(str(exc)) from None
+    click.echo(_banner(settings, host, port))
+    web.run_app(app, host=host, port=port, print=None)

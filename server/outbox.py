@@ -1,0 +1,93 @@
+"""Write-behind for call events: a webhook answers at once, its record follows.
+
+A webhook must answer within a second whatever the database does, and must never lose what
+happened. Events that are not needed to build the answer go here; a background task writes them
+in order and keeps them (retrying) while the database is unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import DataError, IntegrityError
+
+from server.reminders import ReminderStore
+
+log = logging.getLogger("voiceprompt.outbox")
+RETRY_S = 1.0
+# Failures no retry can cure (the reminder does not exist, a value the column refuses): such an
+# event is logged and dropped, or it would hold up every event queued behind it for ever.
+PERMANENT = (IntegrityError, DataError)
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    reminder_id: int
+    kind: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Outbox:
+    def __init__(self, store: ReminderStore) -> None:
+        self.store = store
+        self._queue: deque[PendingEvent] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def add(
+        self, reminder_id: int, kind: str, detail: dict[str, Any] | None = None, **options: Any
+    ) -> None:
+        self._queue.append(PendingEvent(reminder_id, kind, detail or {}, options))
+        self._idle.clear()
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Write everything queued; stops at the first failure that may pass and keeps the rest."""
+        while self._queue:
+            item = self._queue[0]
+            try:
+                await self.store.record(item.reminder_id, item.kind, item.detail, **item.options)
+            except PERMANENT as exc:
+                log.error("dropped %s event of reminder %s: %s", item.kind, item.reminder_id, exc)
+            self._queue.popleft()
+        self._idle.set()
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait until everything queued so far is written (tests, shutdown)."""
+        self._wake.set()
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception as exc:  # the database is down: keep the events, try again
+                log.warning("cannot write %d call events yet (%s); retrying", len(self), exc)
+                await asyncio.sleep(RETRY_S)
+                self._wake.set()
+
+
+@asynccontextmanager
+async def running(outbox: Outbox) -> AsyncIterator[None]:
+    task = asyncio.create_task(outbox.run())
+    try:
+        yield
+    finally:
+        try:
+            await asyncio.wait_for(outbox.flush(), 5)
+        except Exception as exc:
+            log.error("lost %d call events at shutdown: %s", len(outbox), exc)
+        task.cancel()

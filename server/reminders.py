@@ -1,0 +1,276 @@
+"""Reminders and their events: the record of every call and what the callee did."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.errors import NotFound, ValidationError
+from server.schema import reminder_events, reminders, tenants
+from server.tenants import Tenant, TenantStore, normalize_phone
+
+STATUSES = (
+    "pending",
+    "dialing",
+    "in_progress",
+    "confirmed",
+    "cancelled",
+    "contact_requested",
+    "voicemail_left",
+    "heard_no_keypress",
+    "no_answer",
+    "busy",
+    "failed",
+    "call_canceled",
+    "fax",
+    "needs_review",
+)
+# Progress only moves a reminder forward: an "in progress" written late (an answer's event that
+# waited in the outbox, a late "ringing") never undoes a status that came after it.
+PROGRESS = "in_progress"
+BEFORE_PROGRESS = frozenset({"pending", "dialing"})
+
+
+@dataclass(frozen=True)
+class Reminder:
+    id: int
+    tenant: str
+    to: str
+    appointment_at: datetime
+    provider: str | None
+    values: dict[str, Any]
+    status: str
+    outcome: str | None
+    call_sid: str | None
+    answered_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    def public_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "to": self.to,
+            "appointment_at": self.appointment_at.isoformat(),
+            "provider": self.provider,
+            "values": self.values,
+            "status": self.status,
+            "outcome": self.outcome,
+            "call_sid": self.call_sid,
+            "answered_by": self.answered_by,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    reminder_id: int
+    kind: str
+    detail: dict[str, Any]
+    call_sid: str | None
+    created_at: datetime
+
+    def public_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "detail": self.detail,
+            "call_sid": self.call_sid,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite gives naive datetimes back; everything we store is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+_SELECT = sa.select(reminders, tenants.c.slug.label("tenant_slug")).join(
+    tenants, tenants.c.id == reminders.c.tenant_id
+)
+
+
+def _reminder(m: Mapping[Any, Any]) -> Reminder:
+    return Reminder(
+        id=int(m["id"]),
+        tenant=str(m["tenant_slug"]),
+        to=str(m["to_number"]),
+        appointment_at=_aware(m["appointment_at"]),
+        provider=m["provider"],
+        values=json.loads(m["values_json"] or "{}"),
+        status=str(m["status"]),
+        outcome=m["outcome"],
+        call_sid=m["call_sid"],
+        answered_by=m["answered_by"],
+        created_at=_aware(m["created_at"]),
+        updated_at=_aware(m["updated_at"]),
+    )
+
+
+class ReminderStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.tenants = TenantStore(engine)
+
+    async def create(
+        self,
+        tenant: Tenant,
+        to: str,
+        appointment_at: datetime,
+        provider: str | None,
+        values: Mapping[str, Any] | None = None,
+    ) -> Reminder:
+        if appointment_at.tzinfo is None:
+            raise ValidationError(
+                "appointment_at needs a UTC offset, e.g. 2026-12-01T16:47:00-05:00",
+                "appointment_at",
+            )
+        number = normalize_phone(to, tenant.region, field="to")
+        try:
+            encoded = json.dumps(dict(values or {}))
+        except TypeError:
+            raise ValidationError("values must be JSON strings and numbers", "values") from None
+        now = datetime.now(UTC)
+        async with self.engine.begin() as conn:
+            tenant_id = (
+                await conn.execute(sa.select(tenants.c.id).where(tenants.c.slug == tenant.slug))
+            ).scalar_one()
+            rid = (
+                await conn.execute(
+                    reminders.insert()
+                    .values(
+                        tenant_id=tenant_id,
+                        to_number=number,
+                        appointment_at=appointment_at.astimezone(UTC),
+                        provider=provider,
+                        values_json=encoded,
+                        status="pending",
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .returning(reminders.c.id)
+                )
+            ).scalar_one()
+            await conn.execute(
+                reminder_events.insert().values(
+                    reminder_id=rid,
+                    kind="created",
+                    detail_json=json.dumps({"to": number}),
+                    created_at=now,
+                )
+            )
+        return await self.get(rid)
+
+    async def get(self, reminder_id: int) -> Reminder:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(_SELECT.where(reminders.c.id == reminder_id))).first()
+        if row is None:
+            raise NotFound(f"no reminder {reminder_id}")
+        return _reminder(row._mapping)
+
+    async def by_call_sid(self, call_sid: str) -> Reminder | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(_SELECT.where(reminders.c.call_sid == call_sid))).first()
+        return None if row is None else _reminder(row._mapping)
+
+    async def list_recent(
+        self, tenant: str | None = None, *, limit: int = 100, offset: int = 0
+    ) -> list[Reminder]:
+        query = _SELECT.order_by(reminders.c.id.desc()).limit(limit).offset(offset)
+        if tenant is not None:
+            query = query.where(tenants.c.slug == tenant)
+        async with self.engine.connect() as conn:
+            return [_reminder(r._mapping) for r in await conn.execute(query)]
+
+    async def events(self, reminder_id: int) -> list[Event]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(reminder_events)
+                .where(reminder_events.c.reminder_id == reminder_id)
+                .order_by(reminder_events.c.id)
+            )
+            return [
+                Event(
+                    int(r.id),
+                    int(r.reminder_id),
+                    r.kind,
+                    json.loads(r.detail_json),
+                    r.call_sid,
+                    _aware(r.created_at),
+                )
+                for r in rows
+            ]
+
+    async def record(
+        self,
+        reminder_id: int,
+        kind: str,
+        detail: Mapping[str, Any] | None = None,
+        *,
+        call_sid: str | None = None,
+        dedupe_key: str | None = None,
+        status: str | None = None,
+        outcome: str | None = None,
+        answered_by: str | None = None,
+        keep_decisive: frozenset[str] = frozenset(),
+    ) -> bool:
+        """Add an event (and change the status) in one transaction.
+
+        Returns False when ``dedupe_key`` was seen before: the callback is a retry and changes
+        nothing. A status in ``keep_decisive`` (the callee's own decision) is never overwritten,
+        and ``in_progress`` only replaces ``pending`` or ``dialing``.
+        """
+        now = datetime.now(UTC)
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    reminder_events.insert().values(
+                        reminder_id=reminder_id,
+                        kind=kind,
+                        detail_json=json.dumps(dict(detail or {})),
+                        call_sid=call_sid,
+                        dedupe_key=dedupe_key,
+                        created_at=now,
+                    )
+                )
+                changes: dict[str, Any] = {}
+                if call_sid:
+                    changes["call_sid"] = call_sid
+                if answered_by:
+                    changes["answered_by"] = answered_by
+                if status is not None:
+                    changes["status"] = status
+                if outcome is not None:
+                    changes["outcome"] = outcome
+                if changes:
+                    query = reminders.update().where(reminders.c.id == reminder_id)
+                    progress = changes.get("status") == PROGRESS
+                    if progress or (
+                        keep_decisive and ("status" in changes or "outcome" in changes)
+                    ):
+                        current = (
+                            await conn.execute(
+                                sa.select(reminders.c.status).where(reminders.c.id == reminder_id)
+                            )
+                        ).scalar_one()
+                        if current in keep_decisive or (
+                            progress and current not in BEFORE_PROGRESS
+                        ):
+                            changes.pop("status", None)
+                            changes.pop("outcome", None)
+                    if changes:
+                        await conn.execute(query.values(**changes, updated_at=now))
+        except IntegrityError:
+            if dedupe_key is None:
+                raise
+            return False
+        return True

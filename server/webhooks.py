@@ -1,0 +1,448 @@
+"""Twilio's webhooks: the call URL, the Gather action, status and AMD callbacks.
+
+Rules of the house: every request is signature-checked; every answer is valid TwiML within a
+second, whatever fails (a missing clip becomes <Say> of its words, anything worse <Say> of the
+whole message or an apology); every failure is logged and recorded on the reminder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDict, MultiDictProxy
+
+from prompts.models import Plan
+from prompts.planner import plan_message
+from server import twiml
+from server.callflow import (
+    DECISIVE,
+    Action,
+    Answered,
+    CallState,
+    NoInput,
+    Outcome,
+    Pressed,
+    Step,
+    outcome_for_status,
+    step,
+)
+from server.errors import NotFound
+from server.keys import reminders_key, runtime_key
+from server.messages import MessageRequest, build_plan, local_today
+from server.outbox import Outbox, running
+from server.phrases import ENDINGS, SORRY, keypress_config, menu_text
+from server.reminders import Reminder
+from server.settings import Settings
+from server.signature import SIGNATURE_HEADER, expected_url, is_valid
+from server.tenants import Tenant
+from server.voices import VoiceCache, VoiceView, speak_instead, unavailable_clips
+
+log = logging.getLogger("voiceprompt.webhooks")
+
+# The database gets this long; the rest of the second is for planning and TwiML.
+DB_BUDGET_S = 0.6
+outbox_key = web.AppKey("outbox", Outbox)
+voices_key = web.AppKey("voices", VoiceCache)
+spoken_key = web.AppKey("spoken", OrderedDict)  # reminder id -> last words built, for fallbacks
+
+XML = "text/xml"
+DECISIVE_STATUSES = frozenset(o.value for o in DECISIVE)
+OUTCOME_STATUSES = frozenset(o.value for o in Outcome)
+
+
+def _twiml(body: str) -> web.Response:
+    return web.Response(text=body, content_type=XML, charset="utf-8")
+
+
+@dataclass(frozen=True)
+class Call:
+    reminder: Reminder
+    tenant: Tenant
+    view: VoiceView
+
+
+async def _form(request: web.Request) -> MultiDictProxy[str]:
+    """The POST parameters, after checking Twilio's signature (403 if it does not match)."""
+    form = await request.post()
+    params = MultiDictProxy(MultiDict((k, v) for k, v in form.items() if isinstance(v, str)))
+    settings = request.app[runtime_key].settings
+    if not settings.validate_signatures:
+        return params
+    url = expected_url(settings.public_url, request.raw_path)
+    token = settings.twilio_auth_token or ""
+    if not is_valid(token, url, params, request.headers.get(SIGNATURE_HEADER)):
+        log.warning(
+            "refused %s %s: %s",
+            request.method,
+            request.raw_path,
+            "TWILIO_AUTH_TOKEN is not set" if not token else "bad or missing signature",
+        )
+        raise web.HTTPForbidden(text="invalid Twilio signature")
+    return params
+
+
+# Reminder ids are 32-bit in PostgreSQL; a larger one is no URL of ours (and the database would
+# refuse it with an error rather than "not found").
+MAX_ID = 2**31 - 1
+
+
+def _reminder_id(request: web.Request) -> int:
+    try:
+        rid = int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound() from None
+    if not 0 < rid <= MAX_ID:
+        raise web.HTTPNotFound()
+    return rid
+
+
+async def _load(request: web.Request, rid: int) -> Call:
+    rt = request.app[runtime_key]
+    reminder = await request.app[reminders_key].get(rid)
+    tenant = await rt.tenants.get(reminder.tenant)
+    view = await request.app[voices_key].get(tenant.voice, tenant.slug)
+    return Call(reminder, tenant, view)
+
+
+def _opts(
+    request: web.Request, call: Call, state: CallState | None = None, *, skip_to_beep: bool = False
+) -> twiml.ViewOptions:
+    settings = request.app[runtime_key].settings
+    return twiml.ViewOptions.for_reminder(
+        call.reminder.id,
+        prefix=settings.public_url,
+        query=state.as_params() if state else None,
+        language=call.tenant.language,
+        voice=call.tenant.say_voice,
+        skip_to_beep=skip_to_beep,
+        skip_digit=call.tenant.beep_digit,
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _plan_text(call: Call, text: str) -> Plan:
+    """Fixed words (menu, thanks) in the tenant's voice where recorded."""
+    return plan_message(
+        text.replace("{", "{{").replace("}", "}}"),
+        {},
+        call.view.index,
+        today=local_today(call.tenant, _now()),
+        loops=1,
+    )
+
+
+def _guard(request: web.Request, call: Call, plan: Plan) -> Plan:
+    """Speak clips whose audio is gone, and record an alert on the reminder."""
+    bad = unavailable_clips(plan, call.view, request.app[runtime_key].storage)
+    if not bad:
+        return plan
+    for seg in bad:
+        log.error(
+            "clip %s (%r) is unavailable; reminder %s hears <Say> instead",
+            seg.clip_id,
+            seg.text,
+            call.reminder.id,
+        )
+    request.app[outbox_key].add(
+        call.reminder.id,
+        "alert",
+        {
+            "reason": "clip unavailable",
+            "clips": [{"clip_id": s.clip_id, "text": s.text} for s in bad],
+        },
+    )
+    return speak_instead(plan, {s.clip_id for s in bad})
+
+
+def _message(request: web.Request, call: Call, variant: str) -> Plan:
+    r = call.reminder
+    req = MessageRequest(
+        call.tenant,
+        r.appointment_at,
+        r.provider,
+        "voicemail" if variant == "voicemail" else "human",
+        extra=r.values,
+    )
+    plan = _guard(request, call, build_plan(req, call.view.index, now=_now()))
+    cache = request.app[spoken_key]
+    cache[r.id] = (plan.transcript, call.tenant.language, call.tenant.say_voice)
+    cache.move_to_end(r.id)
+    while len(cache) > 10_000:
+        cache.popitem(last=False)
+    return plan
+
+
+def greeting_may_be_playing(answered_by: str | None, result: Step) -> bool:
+    """Whether a skip-to-beep tone can still help: AMD off, undecided, or a machine mid-greeting.
+
+    Not after ``machine_end_*`` (the box records already; "#" ends the recording on some
+    carriers) and not for a definite person.
+    """
+    return result.greeting_playing or (answered_by or "unknown").strip().lower() == "unknown"
+
+
+def _answer_for(request: web.Request, call: Call, result: Step, *, tone: bool = False) -> str:
+    """The TwiML for one call-flow step; ``tone`` starts it with the skip-to-beep DTMF."""
+    a = result.action
+    state = result.state
+    if a is Action.PLAY_VOICEMAIL_AND_HANG_UP:
+        return twiml.voicemail_twiml(
+            _message(request, call, "voicemail"), _opts(request, call, skip_to_beep=tone)
+        )
+    if a is Action.PLAY_MESSAGE_WITH_MENU:
+        menu = _guard(request, call, _plan_text(call, menu_text(call.tenant)))
+        return twiml.human_twiml(
+            _message(request, call, "human"), menu, _opts(request, call, state, skip_to_beep=tone)
+        )
+    if a is Action.SORRY_AND_MENU:
+        menu = _guard(request, call, _plan_text(call, menu_text(call.tenant)))
+        sorry = _guard(request, call, _plan_text(call, SORRY))
+        return twiml.sorry_and_menu(sorry, menu, _opts(request, call, state))
+    if a in ENDINGS:
+        return twiml.say_and_hangup(
+            _guard(request, call, _plan_text(call, ENDINGS[a])), _opts(request, call)
+        )
+    return twiml.hangup_twiml()
+
+
+def _fallback(request: web.Request, rid: int, exc: BaseException) -> web.Response:
+    """Something failed: say the last words we built for this reminder, or apologise."""
+    log.error(
+        "webhook %s for reminder %s failed: %r",
+        request.path,
+        rid,
+        exc,
+        exc_info=not isinstance(exc, TimeoutError),
+    )
+    request.app[outbox_key].add(
+        rid, "error", {"path": request.path, "error": f"{type(exc).__name__}: {exc}"}
+    )
+    spoken = request.app[spoken_key].get(rid)
+    if spoken is None:
+        return _twiml(twiml.fallback_twiml(""))
+    text, language, voice = spoken
+    return _twiml(twiml.fallback_twiml(text, language, voice))
+
+
+Respond = Callable[[], Awaitable[web.Response]]
+
+
+async def _safely(request: web.Request, rid: int, respond: Respond) -> web.Response:
+    try:
+        async with asyncio.timeout(0.9):
+            return await respond()
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a callee must never hear an application error
+        return _fallback(request, rid, exc)
+
+
+async def voice(request: web.Request) -> web.Response:
+    """The call URL: Twilio asks what to play once the callee (or a machine) picks up."""
+    params = await _form(request)
+    rid = _reminder_id(request)
+    answered_by = params.get("AnsweredBy")
+
+    async def respond() -> web.Response:
+        async with asyncio.timeout(DB_BUDGET_S):
+            call = await _load(request, rid)
+        result = step(keypress_config(call.tenant), CallState(), Answered(answered_by))
+        tone = call.tenant.skip_to_beep and greeting_may_be_playing(answered_by, result)
+        body = _answer_for(request, call, result, tone=tone)
+        request.app[outbox_key].add(
+            rid,
+            "answered",
+            {"answered_by": answered_by, "action": result.action.value},
+            call_sid=params.get("CallSid"),
+            answered_by=answered_by,
+            status=result.outcome.value if result.outcome else "in_progress",
+            outcome=result.outcome.value if result.outcome else None,
+            keep_decisive=DECISIVE_STATUSES,
+        )
+        return _twiml(body)
+
+    return await _safely(request, rid, respond)
+
+
+async def gather(request: web.Request) -> web.Response:
+    """The Gather action (a key was pressed) and its no-input Redirect."""
+    params = await _form(request)
+    rid = _reminder_id(request)
+    state = CallState.from_params(request.query)
+    event = NoInput() if request.query.get("noinput") else Pressed(params.get("Digits", ""))
+
+    async def respond() -> web.Response:
+        async with asyncio.timeout(DB_BUDGET_S):
+            call = await _load(request, rid)
+        result = step(keypress_config(call.tenant), state, event)
+        body = _answer_for(request, call, result)
+        detail = {
+            "digits": getattr(event, "digits", None),
+            "action": result.action.value,
+            "state": result.state.as_params(),
+        }
+        sid = params.get("CallSid")
+        # Twilio may repeat a webhook: the same call, state and keys are one event.
+        dedupe = f"gather:{sid}:{rid}:{sorted(request.query.items())}:{detail['digits']}"
+        options: dict[str, Any] = {
+            "call_sid": sid,
+            "dedupe_key": dedupe if sid else None,
+            "keep_decisive": DECISIVE_STATUSES,
+        }
+        if result.outcome is not None:
+            options.update(status=result.outcome.value, outcome=result.outcome.value)
+        kind = "keypress" if isinstance(event, Pressed) else "no_input"
+        if result.outcome in DECISIVE:
+            # The callee's decision is written before we thank them; if the database is down
+            # it waits in the outbox instead of being lost.
+            try:
+                async with asyncio.timeout(DB_BUDGET_S / 2):
+                    await request.app[reminders_key].record(rid, kind, detail, **options)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("keypress on reminder %s queued: %r", rid, exc)
+                request.app[outbox_key].add(rid, kind, detail, **options)
+        else:
+            request.app[outbox_key].add(rid, kind, detail, **options)
+        return _twiml(body)
+
+    return await _safely(request, rid, respond)
+
+
+async def _reminder_for_callback(request: web.Request, params: MultiDictProxy[str]) -> Reminder:
+    store = request.app[reminders_key]
+    rid = request.query.get("reminder")
+    if rid and rid.isdigit():
+        try:
+            return await store.get(int(rid))
+        except NotFound:
+            raise web.HTTPNotFound(text=f"no reminder {rid}") from None
+    sid = params.get("CallSid")
+    found = await store.by_call_sid(sid) if sid else None
+    if found is None:
+        raise web.HTTPNotFound(text=f"no reminder for call {sid!r}")
+    return found
+
+
+Store = Callable[[], Awaitable[None]]
+
+
+async def _callback(
+    request: web.Request, store: Store, queue: Callable[[int], None]
+) -> web.Response:
+    """Store a callback within the database budget. If the database fails, queue the event in
+    the outbox when the URL names the reminder, and answer all the same: Twilio does not retry,
+    and an error would only fill its debugger."""
+    try:
+        async with asyncio.timeout(DB_BUDGET_S):
+            await store()
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the database is down or slow
+        rid = request.query.get("reminder", "")
+        if rid.isdigit() and 0 < int(rid) <= MAX_ID:
+            log.warning("%s for reminder %s queued: %r", request.path, rid, exc)
+            queue(int(rid))
+        else:
+            log.error("%s lost (no reminder in the URL): %r", request.path_qs, exc)
+    return _twiml(twiml.XML_DECLARATION + "<Response/>")
+
+
+async def status(request: web.Request) -> web.Response:
+    """Call progress callbacks; Twilio retries, so each is stored once."""
+    params = await _form(request)
+    sid = params.get("CallSid", "")
+    call_status = params.get("CallStatus", "").lower()
+    seq = params.get("SequenceNumber", "")
+    detail = {
+        k: params[k]
+        for k in (
+            "CallStatus",
+            "AnsweredBy",
+            "CallDuration",
+            "SequenceNumber",
+            "Timestamp",
+            "ErrorCode",
+        )
+        if k in params
+    }
+    base: dict[str, Any] = {
+        "call_sid": sid or None,
+        "dedupe_key": f"status:{sid}:{call_status}:{seq}",
+    }
+
+    async def store() -> None:
+        reminder = await _reminder_for_callback(request, params)
+        answered_by = params.get("AnsweredBy") or reminder.answered_by
+        recorded = Outcome(reminder.outcome) if reminder.outcome in set(Outcome) else None
+        outcome = outcome_for_status(call_status, answered_by, recorded)
+        options = {**base, "keep_decisive": DECISIVE_STATUSES}
+        if outcome is not None:
+            options.update(status=outcome.value, outcome=outcome.value)
+        elif reminder.status in ("pending", "dialing"):
+            # Progress (initiated, ringing, in-progress) only moves a reminder forward, so a late
+            # "ringing" after "completed" changes nothing.
+            options["status"] = "in_progress"
+        await request.app[reminders_key].record(reminder.id, "status", detail, **options)
+
+    def queue(rid: int) -> None:
+        # Written later without reading the reminder now: every outcome already stored stands
+        # (as outcome_for_status keeps a recorded one), only a call still in progress moves on.
+        outcome = outcome_for_status(call_status, params.get("AnsweredBy"))
+        options = {**base, "keep_decisive": OUTCOME_STATUSES}
+        if outcome is not None:
+            options.update(status=outcome.value, outcome=outcome.value)
+        else:
+            options["status"] = "in_progress"
+        request.app[outbox_key].add(rid, "status", detail, **options)
+
+    return await _callback(request, store, queue)
+
+
+async def amd(request: web.Request) -> web.Response:
+    """Asynchronous answering-machine detection results."""
+    params = await _form(request)
+    sid = params.get("CallSid", "")
+    detail = {k: params[k] for k in ("AnsweredBy", "MachineDetectionDuration") if k in params}
+    options: dict[str, Any] = {
+        "call_sid": sid or None,
+        "dedupe_key": f"amd:{sid}",
+        "answered_by": params.get("AnsweredBy"),
+    }
+
+    async def store() -> None:
+        reminder = await _reminder_for_callback(request, params)
+        await request.app[reminders_key].record(reminder.id, "amd", detail, **options)
+
+    def queue(rid: int) -> None:
+        request.app[outbox_key].add(rid, "amd", detail, **options)
+
+    return await _callback(request, store, queue)
+
+
+def setup(app: web.Application, settings: Settings) -> None:
+    if not settings.validate_signatures:
+        log.warning("Twilio signature checking is OFF (development only): anyone can drive calls")
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        rt = app[runtime_key]
+        app[voices_key] = VoiceCache(rt.catalogue)
+        app[spoken_key] = OrderedDict()
+        app[outbox_key] = Outbox(app[reminders_key])
+        async with running(app[outbox_key]):
+            yield
+
+    app.cleanup_ctx.append(ctx)
+    app.router.add_post("/twilio/voice/{id}", voice)
+    app.router.add_post("/twilio/gather/{id}", gather)
+    app.router.add_post("/twilio/status", status)
+    app.router.add_post("/twilio/amd", amd)

@@ -1,0 +1,160 @@
+"""The `voiceprompt` command, run in-process with click's CliRunner on a throw-away install."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from server.cli import main
+from voicebank.asterisk import DEFAULT_SOUNDS
+
+needs_sounds = pytest.mark.skipif(
+    not (DEFAULT_SOUNDS / "digits" / "1.wav").is_file(),
+    reason="asterisk-core-sounds-en-wav is not installed (make setup installs it)",
+)
+
+# Enough of the Asterisk voice for "Tuesday, December first" and "four forty seven p.m.".
+PACK = ["digits/4", "digits/40", "digits/7", "digits/p-m", "digits/day-2", "digits/mon-11",
+        "digits/h-1", "digits/today", "digits/tomorrow"]
+
+
+@pytest.fixture
+def cli(settings) -> CliRunner:
+    """A runner whose environment points at the test's database and data folder."""
+    env = {
+        "VOICEPROMPT_DATA_DIR": str(settings.data_dir),
+        "VOICEPROMPT_DATABASE_URL": settings.database_url,
+        "VOICEPROMPT_PUBLIC_URL": settings.public_url,
+    }
+    return CliRunner(env=env)
+
+
+def ok(result: Result) -> Result:
+    assert result.exit_code == 0, f"exit {result.exit_code}: {result.output}{result.stderr}"
+    return result
+
+
+def fails(result: Result, message: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.output + result.stderr
+
+
+def import_pack(cli: CliRunner) -> None:
+    args = ["bank", "import-asterisk"]
+    for name in PACK:
+        args += ["--only", name]
+    ok(cli.invoke(main, args))
+
+
+@needs_sounds
+def test_import_list_and_rerun(cli):
+    first = ok(cli.invoke(main, ["bank", "import-asterisk", "--only", "digits/7",
+                                 "--only", "digits/p-m"]))
+    assert "voice allison: 2 added, 0 unchanged, 0 rejected" in first.output
+    again = ok(cli.invoke(main, ["bank", "import-asterisk", "--only", "digits/7",
+                                 "--only", "digits/p-m"]))
+    assert "0 added, 2 unchanged" in again.output
+    listed = json.loads(ok(cli.invoke(main, ["bank", "list", "--json"])).output)
+    assert sorted(c["transcript"] for c in listed) == ["P.M.", "seven"]
+    assert all(c["url"].startswith("http://127.0.0.1:8080/media/clips/") for c in listed)
+
+
+def test_tenant_create_show_update(cli):
+    created = ok(cli.invoke(main, ["tenant", "create", "smile", "--name", "Smile Dental",
+                                   "--timezone", "America/Chicago"]))
+    assert "API key (shown once" in created.output
+    shown = json.loads(ok(cli.invoke(main, ["tenant", "show", "smile"])).output)
+    assert shown["loops"] == 2 and shown["timezone"] == "America/Chicago"
+    assert "{appointment:time}" in shown["templates"]["human"]
+    updated = json.loads(ok(cli.invoke(main, ["tenant", "update", "smile", "--loops", "3"])).output)
+    assert updated["loops"] == 3
+    again = ok(cli.invoke(main, ["tenant", "create", "smile", "--name", "X", "--if-missing"]))
+    assert "exists already" in again.output
+
+
+def test_errors_are_one_line_with_exit_2(cli):
+    fails(cli.invoke(main, ["tenant", "show", "nobody"]), "no tenant 'nobody'")
+    ok(cli.invoke(main, ["tenant", "create", "smile", "--name", "Smile"]))
+    fails(cli.invoke(main, ["tenant", "update", "smile", "--loops", "7"]), "loops must be 1, 2 or 3")
+    fails(cli.invoke(main, ["tenant", "update", "smile", "--template-human", "Hi {x:colour}"]),
+          "colour")
+    fails(cli.invoke(main, ["preview", "--tenant", "smile", "--at", "tomorrow-ish"]),
+          "--at 'tomorrow-ish' is not an ISO date-time")
+
+
+def test_bad_upload_names_the_file_and_stores_nothing(cli, tmp_path: Path):
+    bad = tmp_path / "hello.wav"
+    bad.write_bytes(b"RIFF....WAVEfmt garbage")
+    result = cli.invoke(main, ["bank", "upload", str(bad)])
+    assert result.exit_code == 2
+    assert "rejected hello.wav: " in result.stderr
+    listed = json.loads(ok(cli.invoke(main, ["bank", "list", "--json"])).output)
+    assert listed == []
+
+
+@needs_sounds
+def test_upload_uses_the_file_name_as_transcript(cli, tmp_path: Path):
+    clip = tmp_path / "seven.final.wav"
+    clip.write_bytes((DEFAULT_SOUNDS / "digits" / "7.wav").read_bytes())
+    out = ok(cli.invoke(main, ["bank", "upload", str(clip)])).output
+    assert "'seven' (final," in out
+    listed = json.loads(ok(cli.invoke(main, ["bank", "list", "--json"])).output)
+    assert [(c["transcript"], c["variant"]) for c in listed] == [("seven", "final")]
+
+
+@needs_sounds
+def test_preview_json_uses_recorded_words_and_lists_the_rest(cli):
+    import_pack(cli)
+    ok(cli.invoke(main, ["tenant", "create", "smile", "--name", "Smile Dental"]))
+    result = ok(cli.invoke(main, [
+        "preview", "--tenant", "smile", "--at", "2026-12-01T16:47", "--provider",
+        "Doctor Benedict", "--now", "2026-11-26T09:00", "--json",
+    ]))
+    plan = json.loads(result.output)
+    assert set(plan) == {"transcript", "segments", "missing", "duration_ms", "loops"}
+    assert plan["loops"] == 2
+    assert "four forty seven p.m." in plan["transcript"]
+    assert "Tuesday, December first" in plan["transcript"]
+    clips = [s["text"].lower() for s in plan["segments"] if s["kind"] == "clip"]
+    for word in ("four", "forty", "seven", "p.m.", "tuesday", "december", "first"):
+        assert word in clips
+    says = [s["text"] for s in plan["segments"] if s["kind"] == "say"]
+    assert says and all(s in plan["missing"] for s in says)
+    assert any("reminder from" in m for m in plan["missing"])
+    for seg in plan["segments"]:
+        assert set(seg) >= {"kind", "text", "clip_id", "url", "ms"}
+        if seg["kind"] == "clip":
+            assert seg["url"].startswith("http://127.0.0.1:8080/media/clips/")
+
+
+@needs_sounds
+def test_preview_tomorrow(cli):
+    import_pack(cli)
+    ok(cli.invoke(main, ["tenant", "create", "smile", "--name", "Smile Dental"]))
+    result = ok(cli.invoke(main, [
+        "preview", "--tenant", "smile", "--at", "2026-12-01T16:47", "--provider", "Doctor B",
+        "--now", "2026-11-30T10:00", "--json"]))
+    plan = json.loads(result.output)
+    assert "tomorrow" in plan["transcript"] and "Tuesday" not in plan["transcript"]
+
+
+@needs_sounds
+def test_preview_writes_mp3_and_transcript(cli, tmp_path: Path):
+    import soundfile
+
+    import_pack(cli)
+    ok(cli.invoke(main, ["tenant", "create", "smile", "--name", "Smile Dental", "--loops", "1"]))
+    out = tmp_path / "r.mp3"
+    result = ok(cli.invoke(main, [
+        "preview", "--tenant", "smile", "--at", "2026-12-01T16:47", "--provider",
+        "Doctor Benedict", "--now", "2026-11-26T09:00", "--out", str(out)]))
+    assert "missing (" in result.output
+    info = soundfile.info(str(out))
+    assert info.samplerate in (22050, 16000, 8000) and info.duration > 3.0
+    assert out.with_suffix(".txt").read_text().startswith("This is a reminder from Smile Dental.")
