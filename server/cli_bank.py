@@ -70,8 +70,8 @@ def bank() -> None:
 @click.option(
     "--only",
     multiple=True,
-    metavar="PREFIX",
-    help="Import only names starting with PREFIX (e.g. digits/). Repeatable.",
+    metavar="NAME",
+    help="Import only this sound (digits/7) or folder (digits/). Repeatable.",
 )
 @pass_settings
 def import_asterisk(

@@ -78,9 +78,13 @@ def read_transcript_file(path: Path) -> dict[str, str]:
 def find_sounds(
     sounds_dir: Path, transcripts: dict[str, str], only: tuple[str, ...] = ()
 ) -> Iterator[SoundEntry]:
-    """Every sound file that has a transcript, in name order (WAV preferred over other codecs)."""
+    """Every sound file that has a transcript, in name order (WAV preferred over other codecs).
+
+    ``only`` narrows the set: a name ending in "/" selects a folder ("digits/"), anything else
+    one sound ("digits/7", not "digits/70").
+    """
     for name in sorted(transcripts):
-        if only and not any(name == p.rstrip("/") or name.startswith(p) for p in only):
+        if only and not any(name.startswith(p) if p.endswith("/") else name == p for p in only):
             continue
         for suffix in AUDIO_SUFFIXES:
             path = sounds_dir / f"{name}{suffix}"
