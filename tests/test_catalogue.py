@@ -46,7 +46,10 @@ def stored_files(storage: LocalStorage) -> list[Path]:
 
 
 def test_transcript_list_is_parsed_and_typos_fixed():
-    text = "digits/h-40: fourtieth\ndigits/a-m: A.M.\nbeep: [this is a simple beep tone]\nnoise\n"
+    text = (
+        "digits/h-40: fourtieth\ndigits/a-m: A.M.\nbeep: [this is a simple beep tone]\n"
+        "silence/1: (1 second of silence)\nnoise\n"
+    )
     assert parse_transcripts(text) == {"digits/h-40": "fortieth", "digits/a-m": "A.M."}
 
 

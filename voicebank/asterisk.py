@@ -51,8 +51,8 @@ def parse_transcripts(text: str) -> dict[str, str]:
         if not m:
             continue
         body = m["text"].strip()
-        if body.startswith("[") and body.endswith("]"):
-            continue  # a tone or sound effect, not speech
+        if body[:1] in "[(" and body[-1:] in "])":
+            continue  # a tone, a sound effect or a stretch of silence: not speech
         out[m["name"]] = _fix(body)
     return out
 
