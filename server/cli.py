@@ -88,17 +88,17 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.option("--revision", default="head", show_default=True)
+@click.option("--revision", default="heads", show_default=True)
 @pass_settings
 def db_upgrade(settings: Settings, revision: str) -> None:
     """Apply migrations (SQLite is also upgraded automatically on use)."""
-    from server.db import create_engine, current_revision, upgrade
+    from server.db import create_engine, current_revisions, upgrade
 
-    async def go() -> str | None:
+    async def go() -> str:
         engine = create_engine(settings.resolved_database_url)
         try:
             await upgrade(engine, revision)
-            return await current_revision(engine)
+            return ", ".join(await current_revisions(engine))
         finally:
             await engine.dispose()
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.db import create_engine, current_revision, head_revision, upgrade
+from server.db import create_engine, current_revisions, head_revisions, upgrade
 from server.errors import ConfigError
 from server.settings import Settings
 from server.tenants import TenantStore
@@ -38,10 +38,11 @@ async def ensure_schema(settings: Settings, engine: AsyncEngine) -> None:
     if settings.database_url == "" or settings.resolved_database_url.startswith("sqlite"):
         await upgrade(engine)
         return
-    current, head = await current_revision(engine), head_revision()
+    current, head = await current_revisions(engine), head_revisions()
     if current != head:
         raise ConfigError(
-            f"the database is at migration {current or 'none'}, the code needs {head}: "
+            f"the database is at migration {', '.join(current) or 'none'}, the code needs "
+            f"{', '.join(head)}: "
             "run `voiceprompt db upgrade`"
         )
 
