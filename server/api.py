@@ -18,6 +18,8 @@ from server.keys import reminders_key, runtime_key
 from server.tenants import EDITABLE, Tenant
 
 routes = web.RouteTableDef()
+# Tenant fields that may be null (no caller ID, a menu key switched off); the rest are strings.
+NULLABLE = frozenset({"caller_id", "digit_cancel", "digit_contact", "digit_repeat"})
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -54,7 +56,9 @@ def _tenant_fields(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
     if "skip_to_beep" in out and not isinstance(out["skip_to_beep"], bool):
         raise ValidationError("skip_to_beep must be true or false", "skip_to_beep")
     for name, value in out.items():
-        if name in ("loops", "skip_to_beep") or value is None or isinstance(value, str):
+        if name in ("loops", "skip_to_beep") or isinstance(value, str):
+            continue
+        if value is None and name in NULLABLE:
             continue
         raise ValidationError(f"{name} must be a string", name)
     return out
@@ -149,6 +153,10 @@ async def list_reminders(request: web.Request) -> web.Response:
         offset = int(request.query.get("offset", "0"))
     except ValueError:
         raise ValidationError("limit and offset must be integers", "limit") from None
+    if limit < 0 or offset < 0:
+        raise ValidationError(
+            "limit and offset must not be negative", "limit" if limit < 0 else "offset"
+        )
     items = await request.app[reminders_key].list_recent(slug, limit=limit, offset=offset)
     return web.json_response({"reminders": [r.public_dict() for r in items]})
 

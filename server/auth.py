@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -32,15 +33,20 @@ class Principal:
 principal_key = web.RequestKey("principal", Principal)
 
 
+def _unauthorized(message: str) -> web.HTTPUnauthorized:
+    # The same JSON shape as every other API error.
+    return web.HTTPUnauthorized(
+        text=json.dumps({"error": message, "field": None}),
+        content_type="application/json",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
 async def authenticate(request: web.Request) -> Principal:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise web.HTTPUnauthorized(
-            text='{"error": "send Authorization: Bearer <admin token or tenant API key>"}',
-            content_type="application/json",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise _unauthorized("send Authorization: Bearer <admin token or tenant API key>")
     token = token.strip()
     rt = request.app[runtime_key]
     admin = rt.settings.admin_token
@@ -48,9 +54,5 @@ async def authenticate(request: web.Request) -> Principal:
         return Principal(None)
     tenant = await rt.tenants.by_api_key(token)
     if tenant is None:
-        raise web.HTTPUnauthorized(
-            text='{"error": "unknown token"}',
-            content_type="application/json",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise _unauthorized("unknown token")
     return Principal(tenant.slug)

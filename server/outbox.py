@@ -8,6 +8,7 @@ in order and keeps them (retrying) while the database is unavailable.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import deque
 from collections.abc import AsyncIterator
@@ -21,6 +22,9 @@ from server.reminders import ReminderStore
 
 log = logging.getLogger("voiceprompt.outbox")
 RETRY_S = 1.0
+# Events per transaction: enough to keep up with a busy server, few enough that a batch does not
+# hold SQLite's write lock for long (a keypress is written directly, within a budget).
+BATCH = 50
 # Failures no retry can cure (the reminder does not exist, a value the column refuses): such an
 # event is logged and dropped, or it would hold up every event queued behind it for ever.
 PERMANENT = (IntegrityError, DataError)
@@ -53,15 +57,33 @@ class Outbox:
         self._wake.set()
 
     async def flush(self) -> None:
-        """Write everything queued; stops at the first failure that may pass and keeps the rest."""
+        """Write everything queued; stops at the first failure that may pass and keeps the rest.
+
+        Events go in batches, one transaction and a few statements each: a transaction per event
+        cannot keep up with calls coming in, and the queue would only grow.
+        """
         while self._queue:
+            batch = list(itertools.islice(self._queue, BATCH))
+            try:
+                await self.store.record_many(
+                    [(e.reminder_id, e.kind, e.detail, e.options) for e in batch]
+                )
+            except PERMANENT:
+                # A repeated callback or a reminder that does not exist: find it one by one.
+                await self._write_each(len(batch))
+            else:
+                for _ in batch:
+                    self._queue.popleft()
+        self._idle.set()
+
+    async def _write_each(self, count: int) -> None:
+        for _ in range(count):
             item = self._queue[0]
             try:
                 await self.store.record(item.reminder_id, item.kind, item.detail, **item.options)
             except PERMANENT as exc:
                 log.error("dropped %s event of reminder %s: %s", item.kind, item.reminder_id, exc)
             self._queue.popleft()
-        self._idle.set()
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait until everything queued so far is written (tests, shutdown)."""
@@ -86,8 +108,11 @@ async def running(outbox: Outbox) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        # The running task writes what is left: a second flush beside it would write its current
+        # event twice and drop another, and cancelling it mid-write can leave a transaction open.
         try:
-            await asyncio.wait_for(outbox.flush(), 5)
+            await outbox.drain(timeout=5)
         except Exception as exc:
-            log.error("lost %d call events at shutdown: %s", len(outbox), exc)
+            log.error("lost %d call events at shutdown: %r", len(outbox), exc)
         task.cancel()
+        await asyncio.wait([task], timeout=5)

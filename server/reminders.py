@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.errors import NotFound, ValidationError
 from server.schema import reminder_events, reminders, tenants
@@ -97,6 +97,10 @@ def _aware(value: datetime) -> datetime:
 _SELECT = sa.select(reminders, tenants.c.slug.label("tenant_slug")).join(
     tenants, tenants.c.id == reminders.c.tenant_id
 )
+# A reminder with every setting of its tenant (columns "tenant_<field>"), in one query.
+_SELECT_FOR_CALL = sa.select(
+    reminders, *(tenants.c[f.name].label(f"tenant_{f.name}") for f in fields(Tenant))
+).join(tenants, tenants.c.id == reminders.c.tenant_id)
 
 
 def _reminder(m: Mapping[Any, Any]) -> Reminder:
@@ -177,6 +181,18 @@ class ReminderStore:
             raise NotFound(f"no reminder {reminder_id}")
         return _reminder(row._mapping)
 
+    async def get_for_call(self, reminder_id: int) -> tuple[Reminder, Tenant]:
+        """The reminder and its tenant in one round trip (what every call webhook needs)."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(_SELECT_FOR_CALL.where(reminders.c.id == reminder_id))
+            ).first()
+        if row is None:
+            raise NotFound(f"no reminder {reminder_id}")
+        m = row._mapping
+        tenant = Tenant(**{f.name: m[f"tenant_{f.name}"] for f in fields(Tenant)})
+        return _reminder(m), tenant
+
     async def by_call_sid(self, call_sid: str) -> Reminder | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(_SELECT.where(reminders.c.call_sid == call_sid))).first()
@@ -229,48 +245,81 @@ class ReminderStore:
         nothing. A status in ``keep_decisive`` (the callee's own decision) is never overwritten,
         and ``in_progress`` only replaces ``pending`` or ``dialing``.
         """
-        now = datetime.now(UTC)
+        options = {
+            "call_sid": call_sid,
+            "dedupe_key": dedupe_key,
+            "status": status,
+            "outcome": outcome,
+            "answered_by": answered_by,
+            "keep_decisive": keep_decisive,
+        }
         try:
             async with self.engine.begin() as conn:
-                await conn.execute(
-                    reminder_events.insert().values(
-                        reminder_id=reminder_id,
-                        kind=kind,
-                        detail_json=json.dumps(dict(detail or {})),
-                        call_sid=call_sid,
-                        dedupe_key=dedupe_key,
-                        created_at=now,
-                    )
-                )
-                changes: dict[str, Any] = {}
-                if call_sid:
-                    changes["call_sid"] = call_sid
-                if answered_by:
-                    changes["answered_by"] = answered_by
-                if status is not None:
-                    changes["status"] = status
-                if outcome is not None:
-                    changes["outcome"] = outcome
-                if changes:
-                    query = reminders.update().where(reminders.c.id == reminder_id)
-                    progress = changes.get("status") == PROGRESS
-                    if progress or (
-                        keep_decisive and ("status" in changes or "outcome" in changes)
-                    ):
-                        current = (
-                            await conn.execute(
-                                sa.select(reminders.c.status).where(reminders.c.id == reminder_id)
-                            )
-                        ).scalar_one()
-                        if current in keep_decisive or (
-                            progress and current not in BEFORE_PROGRESS
-                        ):
-                            changes.pop("status", None)
-                            changes.pop("outcome", None)
-                    if changes:
-                        await conn.execute(query.values(**changes, updated_at=now))
+                await _write_events(conn, [(reminder_id, kind, detail, options)])
         except IntegrityError:
             if dedupe_key is None:
                 raise
             return False
         return True
+
+    async def record_many(self, events: Sequence[EventArgs]) -> None:
+        """Several ``record`` calls, given as (reminder id, kind, detail, keyword arguments), in
+        one transaction and a few statements: all are written or none. A repeated
+        ``dedupe_key`` raises IntegrityError here (write them one by one to find it)."""
+        async with self.engine.begin() as conn:
+            await _write_events(conn, events)
+
+
+# (reminder id, kind, detail, keyword arguments of ReminderStore.record)
+EventArgs = tuple[int, str, Mapping[str, Any] | None, Mapping[str, Any]]
+_FIELDS = ("status", "outcome", "call_sid", "answered_by")
+
+
+def _apply(row: dict[str, Any], options: Mapping[str, Any]) -> bool:
+    """One event's changes to a reminder's fields (``row``), by ``record``'s rules."""
+    changes = {k: options[k] for k in ("call_sid", "answered_by") if options.get(k)}
+    changes.update({k: options[k] for k in ("status", "outcome") if options.get(k) is not None})
+    keep: frozenset[str] = options.get("keep_decisive") or frozenset()
+    progress = changes.get("status") == PROGRESS
+    if (progress or (keep and ("status" in changes or "outcome" in changes))) and (
+        row["status"] in keep or (progress and row["status"] not in BEFORE_PROGRESS)
+    ):
+        changes.pop("status", None)
+        changes.pop("outcome", None)
+    row.update(changes)
+    return bool(changes)
+
+
+async def _write_events(conn: AsyncConnection, events: Sequence[EventArgs]) -> None:
+    """Insert the events, then apply their changes in order to each reminder's current row
+    (read FOR UPDATE) and write every changed reminder once."""
+    now = datetime.now(UTC)
+    await conn.execute(
+        reminder_events.insert(),
+        [
+            {
+                "reminder_id": rid,
+                "kind": kind,
+                "detail_json": json.dumps(dict(detail or {})),
+                "call_sid": options.get("call_sid"),
+                "dedupe_key": options.get("dedupe_key"),
+                "created_at": now,
+            }
+            for rid, kind, detail, options in events
+        ],
+    )
+    ids = {rid for rid, _, _, options in events if any(options.get(k) for k in _FIELDS)}
+    if not ids:
+        return
+    query = sa.select(reminders.c.id, *(reminders.c[k] for k in _FIELDS)).where(
+        reminders.c.id.in_(ids)
+    )
+    rows = {r.id: dict(r._mapping) for r in await conn.execute(query.with_for_update())}
+    changed = {rid for rid, _, _, options in events if rid in rows and _apply(rows[rid], options)}
+    if changed:
+        await conn.execute(
+            reminders.update()
+            .where(reminders.c.id == sa.bindparam("b_id"))
+            .values({**{k: sa.bindparam(f"b_{k}") for k in _FIELDS}, "updated_at": now}),
+            [{f"b_{k}": v for k, v in rows[rid].items()} for rid in sorted(changed)],
+        )

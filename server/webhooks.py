@@ -104,9 +104,7 @@ def _reminder_id(request: web.Request) -> int:
 
 
 async def _load(request: web.Request, rid: int) -> Call:
-    rt = request.app[runtime_key]
-    reminder = await request.app[reminders_key].get(rid)
-    tenant = await rt.tenants.get(reminder.tenant)
+    reminder, tenant = await request.app[reminders_key].get_for_call(rid)
     view = await request.app[voices_key].get(tenant.voice, tenant.slug)
     return Call(reminder, tenant, view)
 
@@ -143,7 +141,9 @@ def _plan_text(call: Call, text: str) -> Plan:
 
 def _guard(request: web.Request, call: Call, plan: Plan) -> Plan:
     """Speak clips whose audio is gone, and record an alert on the reminder."""
-    bad = unavailable_clips(plan, call.view, request.app[runtime_key].storage)
+    bad = unavailable_clips(
+        plan, call.view, request.app[runtime_key].storage, request.app[voices_key]
+    )
     if not bad:
         return plan
     for seg in bad:
@@ -215,7 +215,9 @@ def _answer_for(request: web.Request, call: Call, result: Step, *, tone: bool = 
     return twiml.hangup_twiml()
 
 
-def _fallback(request: web.Request, rid: int, exc: BaseException) -> web.Response:
+def _fallback(
+    request: web.Request, rid: int, exc: BaseException, params: MultiDictProxy[str]
+) -> web.Response:
     """Something failed: say the last words we built for this reminder, or apologise."""
     log.error(
         "webhook %s for reminder %s failed: %r",
@@ -224,9 +226,11 @@ def _fallback(request: web.Request, rid: int, exc: BaseException) -> web.Respons
         exc,
         exc_info=not isinstance(exc, TimeoutError),
     )
-    request.app[outbox_key].add(
-        rid, "error", {"path": request.path, "error": f"{type(exc).__name__}: {exc}"}
-    )
+    detail = {"path": request.path, "error": f"{type(exc).__name__}: {exc}"}
+    if "Digits" in params:
+        # The callee's key must not be lost with the answer: it can be replayed from here.
+        detail.update(digits=params["Digits"], query=request.query_string)
+    request.app[outbox_key].add(rid, "error", detail, call_sid=params.get("CallSid") or None)
     spoken = request.app[spoken_key].get(rid)
     if spoken is None:
         return _twiml(twiml.fallback_twiml(""))
@@ -237,14 +241,16 @@ def _fallback(request: web.Request, rid: int, exc: BaseException) -> web.Respons
 Respond = Callable[[], Awaitable[web.Response]]
 
 
-async def _safely(request: web.Request, rid: int, respond: Respond) -> web.Response:
+async def _safely(
+    request: web.Request, rid: int, params: MultiDictProxy[str], respond: Respond
+) -> web.Response:
     try:
         async with asyncio.timeout(0.9):
             return await respond()
     except web.HTTPException:
         raise
     except Exception as exc:  # noqa: BLE001 - a callee must never hear an application error
-        return _fallback(request, rid, exc)
+        return _fallback(request, rid, exc, params)
 
 
 async def voice(request: web.Request) -> web.Response:
@@ -271,7 +277,7 @@ async def voice(request: web.Request) -> web.Response:
         )
         return _twiml(body)
 
-    return await _safely(request, rid, respond)
+    return await _safely(request, rid, params, respond)
 
 
 async def gather(request: web.Request) -> web.Response:
@@ -315,7 +321,7 @@ async def gather(request: web.Request) -> web.Response:
             request.app[outbox_key].add(rid, kind, detail, **options)
         return _twiml(body)
 
-    return await _safely(request, rid, respond)
+    return await _safely(request, rid, params, respond)
 
 
 async def _reminder_for_callback(request: web.Request, params: MultiDictProxy[str]) -> Reminder:
