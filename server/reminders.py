@@ -323,3 +323,14 @@ async def _write_events(conn: AsyncConnection, events: Sequence[EventArgs]) -> N
             .values({**{k: sa.bindparam(f"b_{k}") for k in _FIELDS}, "updated_at": now}),
             [{f"b_{k}": v for k, v in rows[rid].items()} for rid in sorted(changed)],
         )
+
+
+class DryRunReminderStore(ReminderStore):
+    """Reads like a ReminderStore and writes nothing: `voiceprompt twiml` shows an answer
+    without recording a call that never happened."""
+
+    async def record(self, reminder_id: int, kind: str, *args: Any, **kwargs: Any) -> bool:
+        return True
+
+    async def record_many(self, events: Sequence[EventArgs]) -> None:
+        return None

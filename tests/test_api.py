@@ -363,12 +363,6 @@ async def test_a_tenant_key_cannot_read_or_change_another_tenant(env: Env) -> No
     assert [r["id"] for r in all_reminders["reminders"]] == [rid]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server/tenants.py validate() takes up to 8 DTMF keys for beep_digit, but the column "
-    "is VARCHAR(4) (PostgreSQL: 500) and server/twiml.py ViewOptions takes 4 (SQLite: every call "
-    "of the tenant falls back to <Say>)",
-)
 async def test_a_beep_digit_longer_than_the_views_take_is_refused(env: Env) -> None:
     status, body = await env.api("PATCH", "/api/tenants/smile", json={"beep_digit": "1w2w3"})
     assert_error(status, body, 422, "beep_digit")

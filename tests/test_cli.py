@@ -17,8 +17,17 @@ needs_sounds = pytest.mark.skipif(
 )
 
 # Enough of the Asterisk voice for "Tuesday, December first" and "four forty seven p.m.".
-PACK = ["digits/4", "digits/40", "digits/7", "digits/p-m", "digits/day-2", "digits/mon-11",
-        "digits/h-1", "digits/today", "digits/tomorrow"]
+PACK = [
+    "digits/4",
+    "digits/40",
+    "digits/7",
+    "digits/p-m",
+    "digits/day-2",
+    "digits/mon-11",
+    "digits/h-1",
+    "digits/today",
+    "digits/tomorrow",
+]
 
 
 @pytest.fixture
@@ -54,11 +63,13 @@ def import_pack(cli: CliRunner) -> None:
 
 @needs_sounds
 def test_import_list_and_rerun(cli):
-    first = ok(cli.invoke(main, ["bank", "import-asterisk", "--only", "digits/7",
-                                 "--only", "digits/p-m"]))
+    first = ok(
+        cli.invoke(main, ["bank", "import-asterisk", "--only", "digits/7", "--only", "digits/p-m"])
+    )
     assert "voice allison: 2 added, 0 unchanged, 0 rejected" in first.output
-    again = ok(cli.invoke(main, ["bank", "import-asterisk", "--only", "digits/7",
-                                 "--only", "digits/p-m"]))
+    again = ok(
+        cli.invoke(main, ["bank", "import-asterisk", "--only", "digits/7", "--only", "digits/p-m"])
+    )
     assert "0 added, 2 unchanged" in again.output
     listed = json.loads(ok(cli.invoke(main, ["bank", "list", "--json"])).output)
     assert sorted(c["transcript"] for c in listed) == ["P.M.", "seven"]
@@ -66,8 +77,20 @@ def test_import_list_and_rerun(cli):
 
 
 def test_tenant_create_show_update(cli):
-    created = ok(cli.invoke(main, ["tenant", "create", "smile", "--name", "Smile Dental",
-                                   "--timezone", "America/Chicago"]))
+    created = ok(
+        cli.invoke(
+            main,
+            [
+                "tenant",
+                "create",
+                "smile",
+                "--name",
+                "Smile Dental",
+                "--timezone",
+                "America/Chicago",
+            ],
+        )
+    )
     assert "API key (shown once" in created.output
     shown = json.loads(ok(cli.invoke(main, ["tenant", "show", "smile"])).output)
     assert shown["loops"] == 2 and shown["timezone"] == "America/Chicago"
@@ -81,11 +104,17 @@ def test_tenant_create_show_update(cli):
 def test_errors_are_one_line_with_exit_2(cli):
     fails(cli.invoke(main, ["tenant", "show", "nobody"]), "no tenant 'nobody'")
     ok(cli.invoke(main, ["tenant", "create", "smile", "--name", "Smile"]))
-    fails(cli.invoke(main, ["tenant", "update", "smile", "--loops", "7"]), "loops must be 1, 2 or 3")
-    fails(cli.invoke(main, ["tenant", "update", "smile", "--template-human", "Hi {x:colour}"]),
-          "colour")
-    fails(cli.invoke(main, ["preview", "--tenant", "smile", "--at", "tomorrow-ish"]),
-          "--at 'tomorrow-ish' is not an ISO date-time")
+    fails(
+        cli.invoke(main, ["tenant", "update", "smile", "--loops", "7"]), "loops must be 1, 2 or 3"
+    )
+    fails(
+        cli.invoke(main, ["tenant", "update", "smile", "--template-human", "Hi {x:colour}"]),
+        "colour",
+    )
+    fails(
+        cli.invoke(main, ["preview", "--tenant", "smile", "--at", "tomorrow-ish"]),
+        "--at 'tomorrow-ish' is not an ISO date-time",
+    )
 
 
 def test_bad_upload_names_the_file_and_stores_nothing(cli, tmp_path: Path):
@@ -112,10 +141,23 @@ def test_upload_uses_the_file_name_as_transcript(cli, tmp_path: Path):
 def test_preview_json_uses_recorded_words_and_lists_the_rest(cli):
     import_pack(cli)
     ok(cli.invoke(main, ["tenant", "create", "smile", "--name", "Smile Dental"]))
-    result = ok(cli.invoke(main, [
-        "preview", "--tenant", "smile", "--at", "2026-12-01T16:47", "--provider",
-        "Doctor Benedict", "--now", "2026-11-26T09:00", "--json",
-    ]))
+    result = ok(
+        cli.invoke(
+            main,
+            [
+                "preview",
+                "--tenant",
+                "smile",
+                "--at",
+                "2026-12-01T16:47",
+                "--provider",
+                "Doctor Benedict",
+                "--now",
+                "2026-11-26T09:00",
+                "--json",
+            ],
+        )
+    )
     plan = json.loads(result.output)
     assert set(plan) == {"transcript", "segments", "missing", "duration_ms", "loops"}
     assert plan["loops"] == 2
@@ -137,9 +179,23 @@ def test_preview_json_uses_recorded_words_and_lists_the_rest(cli):
 def test_preview_tomorrow(cli):
     import_pack(cli)
     ok(cli.invoke(main, ["tenant", "create", "smile", "--name", "Smile Dental"]))
-    result = ok(cli.invoke(main, [
-        "preview", "--tenant", "smile", "--at", "2026-12-01T16:47", "--provider", "Doctor B",
-        "--now", "2026-11-30T10:00", "--json"]))
+    result = ok(
+        cli.invoke(
+            main,
+            [
+                "preview",
+                "--tenant",
+                "smile",
+                "--at",
+                "2026-12-01T16:47",
+                "--provider",
+                "Doctor B",
+                "--now",
+                "2026-11-30T10:00",
+                "--json",
+            ],
+        )
+    )
     plan = json.loads(result.output)
     assert "tomorrow" in plan["transcript"] and "Tuesday" not in plan["transcript"]
 
@@ -151,10 +207,81 @@ def test_preview_writes_mp3_and_transcript(cli, tmp_path: Path):
     import_pack(cli)
     ok(cli.invoke(main, ["tenant", "create", "smile", "--name", "Smile Dental", "--loops", "1"]))
     out = tmp_path / "r.mp3"
-    result = ok(cli.invoke(main, [
-        "preview", "--tenant", "smile", "--at", "2026-12-01T16:47", "--provider",
-        "Doctor Benedict", "--now", "2026-11-26T09:00", "--out", str(out)]))
+    result = ok(
+        cli.invoke(
+            main,
+            [
+                "preview",
+                "--tenant",
+                "smile",
+                "--at",
+                "2026-12-01T16:47",
+                "--provider",
+                "Doctor Benedict",
+                "--now",
+                "2026-11-26T09:00",
+                "--out",
+                str(out),
+            ],
+        )
+    )
     assert "missing (" in result.output
     info = soundfile.info(str(out))
     assert info.samplerate in (22050, 16000, 8000) and info.duration > 3.0
     assert out.with_suffix(".txt").read_text().startswith("This is a reminder from Smile Dental.")
+
+
+@needs_sounds
+def test_twiml_prints_the_answer_without_recording_anything(cli, settings):
+    import asyncio
+    import xml.etree.ElementTree as ET
+    from datetime import datetime
+
+    from server.reminders import ReminderStore
+    from server.tenants import TenantStore
+
+    import_pack(cli)
+    ok(cli.invoke(main, ["tenant", "create", "smile", "--name", "Smile Dental"]))
+
+    async def make_reminder() -> int:
+        from server.db import create_engine
+
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            tenant = await TenantStore(engine).get("smile")
+            r = await ReminderStore(engine).create(
+                tenant,
+                "(415) 555-0134",
+                datetime.fromisoformat("2026-12-01T16:47:00-05:00"),
+                "Doctor Benedict",
+            )
+            return r.id
+        finally:
+            await engine.dispose()
+
+    rid = asyncio.run(make_reminder())
+    human = ok(cli.invoke(main, ["twiml", "--reminder", str(rid)])).output
+    assert human.startswith('<?xml version="1.0" encoding="UTF-8"?>')
+    root = ET.fromstring(human)
+    assert [el.tag for el in root] == ["Gather", "Redirect"]
+    assert any(el.tag == "Play" for el in root[0])
+    machine = ET.fromstring(
+        ok(
+            cli.invoke(main, ["twiml", "--reminder", str(rid), "--answered-by", "machine_end_beep"])
+        ).output
+    )
+    assert machine[-1].tag == "Hangup" and "press" not in ET.tostring(machine, "unicode").lower()
+    confirmed = ok(cli.invoke(main, ["twiml", "--reminder", str(rid), "--digits", "1"])).output
+    assert "confirmed" in confirmed.lower()
+
+    async def events() -> list[str]:
+        from server.db import create_engine
+
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            return [e.kind for e in await ReminderStore(engine).events(rid)]
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(events()) == ["created"]  # a dry run records nothing
+    fails(cli.invoke(main, ["twiml", "--reminder", "999"]), "no reminder 999")

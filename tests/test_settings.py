@@ -18,12 +18,14 @@ def test_defaults_need_no_configuration():
 
 
 def test_values_are_read_and_trimmed():
-    s = Settings.from_env({
-        "VOICEPROMPT_PUBLIC_URL": "https://abc.example/ ",
-        "VOICEPROMPT_DIAL_ALLOWLIST": "+15555550100, +15555550101,",
-        "VOICEPROMPT_CPS": "2.5",
-        "VOICEPROMPT_ENV": "production",
-    })
+    s = Settings.from_env(
+        {
+            "VOICEPROMPT_PUBLIC_URL": "https://abc.example/ ",
+            "VOICEPROMPT_DIAL_ALLOWLIST": "+15555550100, +15555550101,",
+            "VOICEPROMPT_CPS": "2.5",
+            "VOICEPROMPT_ENV": "production",
+        }
+    )
     assert s.public_url == "https://abc.example"
     assert s.dial_allowlist == {"+15555550100", "+15555550101"}
     assert s.cps == 2.5 and s.is_production
@@ -38,8 +40,14 @@ def test_values_are_read_and_trimmed():
         ({"VOICEPROMPT_TARGET_LUFS": "-3"}, "outside -40..-10"),
         ({"VOICEPROMPT_PUBLIC_URL": "abc.example"}, "must start with http"),
         ({"VOICEPROMPT_VALIDATE_SIGNATURES": "maybe"}, "is not true or false"),
-        ({"VOICEPROMPT_VALIDATE_SIGNATURES": "false", "VOICEPROMPT_ENV": "production"},
-         "only allowed when VOICEPROMPT_ENV=development"),
+        (
+            {"VOICEPROMPT_VALIDATE_SIGNATURES": "false", "VOICEPROMPT_ENV": "production"},
+            "only allowed when VOICEPROMPT_ENV=development",
+        ),
+        (
+            {"VOICEPROMPT_VALIDATE_SIGNATURES": "false", "VOICEPROMPT_ENV": "test"},
+            "only allowed when VOICEPROMPT_ENV=development",
+        ),
     ],
 )
 def test_bad_settings_name_the_variable(env, message):
@@ -48,11 +56,13 @@ def test_bad_settings_name_the_variable(env, message):
 
 
 def test_redacted_masks_secrets_and_database_password():
-    s = Settings.from_env({
-        "VOICEPROMPT_ADMIN_TOKEN": "admin-secret",
-        "TWILIO_AUTH_TOKEN": "twilio-secret",
-        "VOICEPROMPT_DATABASE_URL": "postgresql://vp:hunter2@db.internal/vp",
-    })
+    s = Settings.from_env(
+        {
+            "VOICEPROMPT_ADMIN_TOKEN": "admin-secret",
+            "TWILIO_AUTH_TOKEN": "twilio-secret",
+            "VOICEPROMPT_DATABASE_URL": "postgresql://vp:hunter2@db.internal/vp",
+        }
+    )
     shown = repr(s.redacted())
     assert "admin-secret" not in shown and "twilio-secret" not in shown
     assert "hunter2" not in shown
