@@ -1,0 +1,62 @@
+"""Sign-in, sign-out and the home page."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.console.pages import form_text, page, render, session_of, visible_tenants
+from server.console.session import end_session, principal_for_token, safe_next, start_session
+from server.keys import reminders_key, runtime_key
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/console/login")
+@page(public=True)
+async def login_form(request: web.Request) -> web.StreamResponse:
+    return render(
+        request, "login.html", {"next": safe_next(request.query.get("next")), "error": None}
+    )
+
+
+@routes.post("/console/login")
+@page(public=True)
+async def login(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    token = form_text(form, "token")
+    target = safe_next(form_text(form, "next"))
+    principal = await principal_for_token(request, token)
+    if principal is None:
+        return render(
+            request,
+            "login.html",
+            {"next": target, "error": "That is neither the admin token nor a tenant's API key."},
+            status=401,
+        )
+    response = web.HTTPSeeOther(target)
+    start_session(request, response, principal, token)
+    raise response
+
+
+@routes.post("/console/logout")
+@page()
+async def logout(request: web.Request) -> web.StreamResponse:
+    response = web.HTTPSeeOther("/console/login")
+    end_session(response)
+    raise response
+
+
+@routes.get("/")
+@page(nav="home")
+async def home(request: web.Request) -> web.StreamResponse:
+    rt = request.app[runtime_key]
+    principal = session_of(request).principal
+    tenants = await visible_tenants(request)
+    voices = await rt.catalogue.list_voices()
+    if not principal.is_admin:
+        used = {t.voice for t in tenants}
+        voices = [(v, n) for v, n in voices if v.id in used]
+    recent = await request.app[reminders_key].list_recent(principal.tenant, limit=10)
+    zones = {t.slug: t.zone for t in tenants}
+    context = {"tenants": tenants, "voices": voices, "recent": recent, "zones": zones}
+    return render(request, "home.html", context)

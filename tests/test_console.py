@@ -1,0 +1,661 @@
+"""The web console over real loopback HTTP: sign-in, CSRF, tenant isolation, uploads, coverage,
+preview, settings and the reminder stream (the browser tests in test_browser.py drive the same
+pages through Chromium)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from prompts.models import ClipIndex
+from prompts.script import recording_script
+from server.apilog import ApiLog
+from server.console import reminders as console_reminders
+from server.console.coverage import call_texts
+from server.console.session import COOKIE, decode_cookie, encode_cookie, secret_key
+from tests.audio_fixtures import take_from_sounds
+from tests.console_fixtures import (
+    SECRET_PHRASE,
+    Console,
+    base_url,
+    form_values,
+    other_tenant,
+    signed_in,
+)
+from tests.server_fixtures import (  # noqa: F401 - fixtures
+    ADMIN_TOKEN,
+    PUBLIC_URL,
+    VOICE,
+    Env,
+    env_fixture,
+    make_env_fixture,
+    voice_template,
+)
+from voicebank.checks import CheckResult
+
+SEVEN = Path("/usr/share/asterisk/sounds/en/digits/7.wav")
+PAGES = [
+    "/",
+    "/console/bank",
+    "/console/tenants/smile/coverage",
+    "/console/tenants/smile/preview",
+    "/console/tenants/smile/settings",
+    "/console/reminders",
+]
+
+
+def field_error(html: str, field: str) -> str | None:
+    """The error shown next to a settings field, if any."""
+    m = re.search(rf'<p class="error" id="f-{field}-error">([^<]*)</p>', html)
+    return m.group(1) if m else None
+
+
+# --- signing in ----------------------------------------------------------------------------------
+
+
+async def test_pages_need_a_sign_in(env: Env) -> None:
+    reminder = await env.reminder()
+    async with aiohttp.ClientSession(base_url=base_url(env)) as http:
+        for path in PAGES + [f"/console/reminders/{reminder.id}"]:
+            async with http.get(path, allow_redirects=False) as resp:
+                assert resp.status == 303, path
+                assert resp.headers["Location"].startswith("/console/login?next="), path
+        data_paths = [
+            f"/console/clips/{env.clips['hello'].id}.mp3",
+            "/console/tenants/smile/preview.mp3",
+            "/console/tenants/smile/script.txt",
+            f"/console/reminders/{reminder.id}/events",
+        ]
+        for path in data_paths:
+            async with http.get(path, allow_redirects=False) as resp:
+                assert resp.status == 401, path
+        async with http.post(
+            "/console/tenants/smile/settings", data={"loops": "3"}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 401
+    assert (await env.runtime.tenants.get("smile")).loops == 2
+
+
+async def test_sign_in_with_a_wrong_token_is_refused(env: Env) -> None:
+    async with aiohttp.ClientSession(base_url=base_url(env)) as http:
+        for token in ["", "nope", ADMIN_TOKEN + "x", env.api_key[:-1]]:
+            async with http.post("/console/login", data={"token": token}) as resp:
+                assert resp.status == 401, token
+                assert "neither the admin token nor" in await resp.text()
+            assert COOKIE not in {c.key for c in http.cookie_jar}
+
+
+async def test_the_session_cookie_is_httponly_strict_and_holds_no_token(env: Env) -> None:
+    async with (
+        aiohttp.ClientSession(base_url=base_url(env)) as http,
+        http.post(
+            "/console/login",
+            data={"token": env.api_key, "next": "/console/reminders"},
+            allow_redirects=False,
+        ) as resp,
+    ):
+        assert resp.status == 303
+        assert resp.headers["Location"] == "/console/reminders"
+        cookie = resp.cookies[COOKIE]
+    assert cookie["httponly"] is True
+    assert cookie["samesite"] == "Strict"
+    assert env.api_key not in cookie.value and ADMIN_TOKEN not in cookie.value
+    payload = decode_cookie(env.app[secret_key], cookie.value)
+    assert payload is not None and payload["t"] == "smile"
+
+
+async def test_next_never_leaves_the_site(env: Env) -> None:
+    async with aiohttp.ClientSession(base_url=base_url(env)) as http:
+        for target in ["https://evil.example/", "//evil.example/", "/\\evil.example"]:
+            async with http.post(
+                "/console/login",
+                data={"token": ADMIN_TOKEN, "next": target},
+                allow_redirects=False,
+            ) as resp:
+                assert resp.headers["Location"] == "/", target
+
+
+async def test_a_forged_or_stale_cookie_is_a_signed_out_visitor(env: Env) -> None:
+    secret = env.app[secret_key]
+    good = {"t": None, "kh": "0" * 64, "csrf": "x", "exp": int(time.time()) + 60}
+    forged = [
+        encode_cookie(b"another secret", {**good, "t": "smile"}),
+        encode_cookie(secret, good),  # signed, but not the admin token's hash
+        encode_cookie(secret, {**good, "exp": int(time.time()) - 1}),
+        "garbage",
+        "a.b.c",
+    ]
+    for value in forged:
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(base_url=base_url(env), cookie_jar=jar) as http:
+            http.cookie_jar.update_cookies({COOKIE: value})
+            async with http.get("/", allow_redirects=False) as resp:
+                assert resp.status == 303, value
+
+
+async def test_rotating_a_key_ends_its_console_sessions(env: Env) -> None:
+    async with signed_in(env, env.api_key) as tenant:
+        assert (await tenant.get("/"))[0] == 200
+        await env.runtime.tenants.rotate_key("smile")
+        assert (await tenant.get("/"))[0] == 303
+
+
+async def test_sign_out_forgets_the_session(env: Env) -> None:
+    async with signed_in(env, ADMIN_TOKEN) as admin:
+        status, _, resp = await admin.post("/console/logout", {})
+        assert status == 303 and resp.headers["Location"] == "/console/login"
+        assert (await admin.get("/"))[0] == 303
+
+
+# --- CSRF ----------------------------------------------------------------------------------------
+
+
+async def test_a_post_without_the_session_csrf_token_changes_nothing(env: Env) -> None:
+    async with signed_in(env, ADMIN_TOKEN) as admin:
+        settings = "/console/tenants/smile/settings"
+        status, body, _ = await admin.post(settings, {"loops": "3"}, csrf=False)
+        assert status == 403 and "form expired" in body
+        status, _, _ = await admin.post(settings, {"loops": "3", "csrf": "wrong"}, csrf=False)
+        assert status == 403
+        status, body, _ = await admin.post(
+            settings, {"loops": "3"}, headers={"Origin": "https://evil.example"}
+        )
+        assert status == 403 and "another site" in body
+    assert (await env.runtime.tenants.get("smile")).loops == 2
+
+
+async def test_forms_from_our_own_origin_or_public_url_are_accepted(env: Env) -> None:
+    async with signed_in(env, env.api_key) as smile:
+        for origin in [base_url(env), PUBLIC_URL]:
+            form = await settings_form(smile, loops="3")
+            status, body, _ = await smile.post(SETTINGS, form, headers={"Origin": origin})
+            assert status == 303, (origin, body[:300])
+
+
+async def test_pages_carry_security_headers(env: Env) -> None:
+    async with signed_in(env, ADMIN_TOKEN) as admin:
+        resp = await admin.get_bytes("/console/bank")
+        assert resp.status == 200
+        assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+        assert resp.headers["X-Frame-Options"] == "DENY"
+        assert resp.headers["Cache-Control"] == "no-store"
+
+
+# --- tenant isolation ----------------------------------------------------------------------------
+
+
+async def test_a_tenant_key_cannot_open_another_tenants_pages_or_audio(env: Env) -> None:
+    other = await other_tenant(env)
+    rid = other.reminder.id
+    async with signed_in(env, env.api_key) as smile:
+        forbidden = [
+            "/console/bank?tenant=other",
+            "/console/tenants/other/coverage",
+            "/console/tenants/other/script.txt",
+            "/console/tenants/other/script.csv",
+            "/console/tenants/other/preview",
+            "/console/tenants/other/preview.mp3",
+            "/console/tenants/other/settings",
+            "/console/coverage?tenant=other",
+            "/console/reminders?tenant=other",
+            f"/console/reminders/{rid}",
+            f"/console/reminders/{rid}/events",
+        ]
+        for path in forbidden:
+            status, body = await smile.get(path)
+            assert status == 403, path
+            assert "Other Clinic" not in body, path
+        missing = [
+            f"/console/clips/{other.clip.id}.mp3",
+            f"/console/tenants/smile/preview?reminder={rid}",
+            f"/console/tenants/smile/preview.mp3?reminder={rid}",
+        ]
+        for path in missing:
+            assert (await smile.get(path))[0] == 404, path
+        status, _, _ = await smile.post("/console/tenants/other/settings", {"loops": "3"})
+        assert status == 403
+        form = aiohttp.FormData()
+        form.add_field("tenant", "other")
+        form.add_field("files", SEVEN.read_bytes(), filename="seven.wav")
+        status, _, _ = await smile.post("/console/bank/upload", form)
+        assert status == 403
+        # Its own and the shared things are there; the other tenant's are not listed.
+        status, bank = await smile.get("/console/bank")
+        assert status == 200 and SECRET_PHRASE not in bank and "hello" in bank
+        status, listing = await smile.get("/console/reminders")
+        assert status == 200 and f'/console/reminders/{rid}"' not in listing
+        status, home = await smile.get("/")
+        assert "Other Clinic" not in home
+        shared = await smile.get_bytes(f"/console/clips/{env.clips['hello'].id}.mp3")
+        assert shared.status == 200 and shared.content_type == "audio/mpeg"
+    assert (await env.runtime.tenants.get("other")).loops == 2
+    assert [c.transcript for c in await env.runtime.catalogue.list_clips(tenant="other")] == [
+        SECRET_PHRASE
+    ]
+
+
+async def test_the_admin_sees_every_tenant(env: Env) -> None:
+    other = await other_tenant(env)
+    async with signed_in(env, ADMIN_TOKEN) as admin:
+        status, home = await admin.get("/")
+        assert status == 200 and "Other Clinic" in home and "Smile Dental" in home
+        for path in [
+            "/console/bank?tenant=other",
+            "/console/tenants/other/coverage",
+            "/console/tenants/other/preview",
+            "/console/tenants/other/settings",
+            f"/console/reminders/{other.reminder.id}",
+        ]:
+            assert (await admin.get(path))[0] == 200, path
+        resp = await admin.get_bytes(f"/console/clips/{other.clip.id}.mp3")
+        assert resp.status == 200
+        status, _ = await admin.get("/console/tenants/nobody/settings")
+        assert status == 404
+
+
+async def test_every_page_renders_for_both_kinds_of_user(env: Env) -> None:
+    reminder = await env.reminder()
+    for token in (ADMIN_TOKEN, env.api_key):
+        async with signed_in(env, token) as user:
+            for path in PAGES + [f"/console/reminders/{reminder.id}"]:
+                status, body = await user.get(path)
+                assert status == 200, (path, body[:400])
+                assert "<main>" in body
+            for path in ["/console/coverage", "/console/preview", "/console/settings"]:
+                status, _ = await user.get(path)
+                assert status == 303, path
+
+
+# --- voice bank ----------------------------------------------------------------------------------
+
+
+async def test_uploading_several_files_reports_each_and_lists_the_clips(
+    env: Env, tmp_path: Path
+) -> None:
+    async with signed_in(env, env.api_key) as smile:
+        form = aiohttp.FormData()
+        form.add_field("files", SEVEN.read_bytes(), filename="seven.wav")
+        form.add_field("files", b"RIFF\x00\x00not audio at all", filename="broken.wav")
+        form.add_field("files", SEVEN.read_bytes(), filename="lucky-number.final.wav")
+        status, body, _ = await smile.post("/console/bank/upload", form)
+        assert status == 200, body
+        results = re.findall(r'data-status="(\w+)" data-filename="([^"]+)"', body)
+        assert results == [
+            ("added", "seven.wav"),
+            ("rejected", "broken.wav"),
+            ("added", "lucky-number.final.wav"),
+        ]
+        reason = re.search(r'data-filename="broken.wav">.*?class="reason">([^<]+)<', body, re.S)
+        assert reason and "broken.wav" in reason.group(1)
+        # A tenant's uploads are its own clips, in its voice.
+        mine = await env.runtime.catalogue.list_clips(VOICE, tenant="smile")
+        assert {(c.transcript, c.variant.value) for c in mine} == {
+            ("seven", "any"),
+            ("lucky number", "final"),
+        }
+        status, bank = await smile.get("/console/bank")
+        assert "seven" in bank and "lucky number" in bank
+        clip = next(c for c in mine if c.transcript == "seven")
+        assert f'src="/console/clips/{clip.id}.mp3"' in bank
+        # The same file again changes nothing.
+        form = aiohttp.FormData()
+        form.add_field("files", SEVEN.read_bytes(), filename="seven.wav")
+        status, body, _ = await smile.post("/console/bank/upload", form)
+        assert 'data-status="unchanged"' in body
+
+
+async def test_the_admin_chooses_voice_tenant_and_take(env: Env) -> None:
+    async with signed_in(env, ADMIN_TOKEN) as admin:
+        form = aiohttp.FormData()
+        form.add_field("voice", "narrator")
+        form.add_field("tenant", "shared")
+        form.add_field("variant", "continuing")
+        form.add_field("files", SEVEN.read_bytes(), filename="seven.final.wav")
+        status, body, _ = await admin.post("/console/bank/upload", form)
+        assert status == 200, body
+        (clip,) = await env.runtime.catalogue.list_clips("narrator")
+        assert (clip.tenant, clip.transcript, clip.variant.value) == ("", "seven", "continuing")
+        form = aiohttp.FormData()
+        form.add_field("voice", "Not A Voice!")
+        form.add_field("files", SEVEN.read_bytes(), filename="seven.wav")
+        status, body, _ = await admin.post("/console/bank/upload", form)
+        assert status == 422 and "must be lower-case" in body
+        status, body, _ = await admin.post("/console/bank/upload", aiohttp.FormData())
+        assert status == 422
+
+
+async def test_a_long_take_is_split_by_its_script_or_refused_with_the_reason(env: Env) -> None:
+    take = take_from_sounds(["digits/1", "digits/2", "digits/3"], 700)
+    async with signed_in(env, env.api_key) as smile:
+        form = aiohttp.FormData()
+        form.add_field("take", take, filename="count.wav")
+        form.add_field("script", "one\ntwo\n")
+        status, body, _ = await smile.post("/console/bank/take", form)
+        assert status == 422
+        assert 'id="take-result"' in body and 'class="error"' in body
+        assert await env.runtime.catalogue.list_clips(tenant="smile") == []
+        form = aiohttp.FormData()
+        form.add_field("take", take, filename="count.wav")
+        form.add_field("script", "one\ntwo\nthree\n")
+        status, body, _ = await smile.post("/console/bank/take", form)
+        assert status == 200, body
+        assert "3 clips added" in body
+    mine = await env.runtime.catalogue.list_clips(VOICE, tenant="smile")
+    assert sorted(c.transcript for c in mine) == ["one", "three", "two"]
+
+
+async def test_the_bank_shows_each_clips_last_fetch_check(env: Env) -> None:
+    now = datetime.now(UTC)
+    hello, your = env.clips["hello"], env.clips["your"]
+    await env.runtime.catalogue.record_checks(
+        [
+            CheckResult(hello.id, env.url("hello"), True, 200, "", now),
+            CheckResult(your.id, env.url("your"), False, 403, "not publicly readable", now),
+        ]
+    )
+    async with signed_in(env, env.api_key) as smile:
+        status, bank = await smile.get("/console/bank")
+    assert status == 200
+
+    def check_cell(clip_id: int) -> str:
+        row = bank[bank.index(f'data-clip="{clip_id}"') :]
+        row = row[: row.index("</tr>")]
+        m = re.search(r'data-label="Last check">(.*?)</td>', row, re.S)
+        assert m
+        return m.group(1)
+
+    assert "ok ·" in check_cell(hello.id)
+    assert "failed ·" in check_cell(your.id) and "not publicly readable" in check_cell(your.id)
+    assert check_cell(env.clips["with"].id) == "—"
+
+
+async def test_clip_audio_supports_ranges(env: Env) -> None:
+    async with signed_in(env, env.api_key) as smile:
+        path = f"/console/clips/{env.clips['hello'].id}.mp3"
+        whole = await smile.get_bytes(path)
+        data = await whole.read()
+        part = await smile.get_bytes(path, headers={"Range": "bytes=10-19"})
+        assert part.status == 206
+        assert await part.read() == data[10:20]
+        assert part.headers["Content-Range"] == f"bytes 10-19/{len(data)}"
+
+
+# --- coverage ------------------------------------------------------------------------------------
+
+
+async def test_coverage_marks_each_phrase_and_offers_the_script(env: Env) -> None:
+    await env.reminder()  # its provider is a phrase to record
+    async with signed_in(env, env.api_key) as smile:
+        status, body = await smile.get("/console/tenants/smile/coverage")
+        assert status == 200
+        rows = re.findall(
+            r'data-status="([\w-]+)">\s*<td data-label="Say"><strong>([^<]+)</strong>', body
+        )
+        by_text = {text: status for status, text in rows}
+        assert by_text["Hello"] == "recorded"
+        assert by_text["three"] == "recorded"
+        assert by_text["four"] == "tts"
+        assert by_text["Doctor Grey"] == "tts"
+        resp = await smile.get_bytes("/console/tenants/smile/script.csv")
+        assert resp.status == 200 and resp.content_type == "text/csv"
+        assert "attachment" in resp.headers["Content-Disposition"]
+        csv_text = (await resp.read()).decode()
+        tenant = env.tenant
+        samples = {"tenant": tenant.name, "provider": ["Doctor Grey"]}
+        index = await env.runtime.catalogue.clip_index(tenant.voice, tenant.slug)
+        expected = recording_script(call_texts(tenant), index, sample_values=samples)
+        assert csv_text == expected.to_csv()
+        assert "Doctor Grey" in csv_text and "\nP" in csv_text
+        everything = recording_script(call_texts(tenant), ClipIndex(), sample_values=samples)
+        assert len(rows) == len(everything)
+        text = await smile.get_bytes("/console/tenants/smile/script.txt")
+        assert (await text.read()).decode() == expected.to_text()
+
+
+# --- preview -------------------------------------------------------------------------------------
+
+
+async def test_preview_marks_segments_and_shows_the_twiml(env: Env) -> None:
+    reminder = await env.reminder()
+    async with signed_in(env, env.api_key) as smile:
+        status, body = await smile.get(f"/console/tenants/smile/preview?reminder={reminder.id}")
+        assert status == 200, body
+        kinds = re.findall(r'data-kind="(\w+)"', body)
+        assert {"clip", "say", "pause"} <= set(kinds)
+        assert re.search(r'data-kind="clip"[^>]*>Hello\.?<', body)
+        assert re.search(r'data-kind="say"[^>]*>appointment<', body)
+        twiml = re.search(r'<pre class="code" id="twiml">(.*?)</pre>', body, re.S)
+        assert twiml is not None
+        assert "&lt;Gather" in twiml.group(1) and "&lt;Play&gt;" in twiml.group(1)
+        assert f"/twilio/gather/{reminder.id}?" in twiml.group(1)
+        audio = re.search(r'data-duration-ms="(\d+)"\s+src="([^"]+)"', body)
+        assert audio is not None
+        resp = await smile.get_bytes(audio.group(2).replace("&amp;", "&"))
+        assert resp.status == 200 and resp.content_type == "audio/mpeg"
+        assert len(await resp.read()) > 1000
+        status, body = await smile.get(
+            "/console/tenants/smile/preview?date=2031-03-04&time=15:00&provider=Doctor+Grey"
+            "&variant=voicemail"
+        )
+        assert status == 200
+        assert "&lt;Gather" not in body and "&lt;Hangup" in body
+        assert "AnsweredBy=machine_end_beep" in body
+
+
+async def test_preview_form_errors_are_shown_by_their_field(env: Env) -> None:
+    async with signed_in(env, env.api_key) as smile:
+        status, body = await smile.get("/console/tenants/smile/preview?date=soon&time=25:99")
+        assert status == 422
+        assert 'id="date-error"' in body and 'id="time-error"' in body
+        status, body = await smile.get("/console/tenants/smile/preview?provider=")
+        assert status == 422 and 'id="provider-error"' in body
+        status, _ = await smile.get("/console/tenants/smile/preview.mp3?date=soon")
+        assert status == 422
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+SETTINGS = "/console/tenants/smile/settings"
+
+
+async def settings_form(user: Console, **changes: str | None) -> dict[str, str]:
+    """The settings form as the page fills it, with ``changes`` (None: leave a box unticked)."""
+    status, page = await user.get(SETTINGS)
+    assert status == 200
+    form = form_values(page, SETTINGS)
+    for key, value in changes.items():
+        if value is None:
+            form.pop(key, None)
+        else:
+            form[key] = value
+    return form
+
+
+async def test_settings_are_saved_when_valid(env: Env) -> None:
+    async with signed_in(env, env.api_key) as smile:
+        status, body = await smile.get("/console/tenants/smile/settings")
+        assert status == 200
+        for name in ("amd_mode", "skip_to_beep", "loops", "digit_cancel", "template_human"):
+            assert f'name="{name}"' in body, name
+        form = await settings_form(
+            smile,
+            loops="3",
+            amd_mode="enable",
+            skip_to_beep="on",
+            digit_cancel__on=None,
+            calling_hours_start="09:30",
+        )
+        assert form["template_human"] == env.tenant.template_human
+        status, _, resp = await smile.post("/console/tenants/smile/settings", form)
+        assert status == 303, _
+        assert resp.headers["Location"].endswith("?saved=1")
+    tenant = await env.runtime.tenants.get("smile")
+    assert (
+        tenant.loops,
+        tenant.amd_mode,
+        tenant.skip_to_beep,
+        tenant.digit_cancel,
+        tenant.calling_hours_start,
+    ) == (3, "enable", True, None, "09:30")
+    assert (
+        replace(
+            tenant,
+            loops=2,
+            amd_mode="detect-message-end",
+            skip_to_beep=False,
+            digit_cancel="5",
+            calling_hours_start="08:00",
+        )
+        == env.tenant
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "fields"),
+    [
+        ({"loops": "7"}, ["loops"]),
+        ({"loops": "many"}, ["loops"]),
+        ({"amd_mode": "sometimes"}, ["amd_mode"]),
+        ({"digit_cancel": "1"}, ["digit_cancel"]),  # the confirm key already
+        ({"template_voicemail": "Press 1 to confirm."}, ["template_voicemail"]),
+        ({"timezone": "Mars/Olympus", "beep_digit": "x"}, ["timezone", "beep_digit"]),
+        ({"calling_hours_start": "21:00"}, ["calling_hours_end"]),  # after the end
+    ],
+)
+async def test_invalid_settings_are_shown_by_their_field_and_not_saved(
+    env: Env, changes: dict[str, str], fields: list[str]
+) -> None:
+    before = await env.runtime.tenants.get("smile")
+    async with signed_in(env, env.api_key) as smile:
+        status, body, _ = await smile.post(SETTINGS, await settings_form(smile, **changes))
+        assert status == 422
+        for name in fields:
+            assert field_error(body, name), (name, body)
+            assert f'data-field="{name}"' in body
+        # What was typed stays in the form, to be corrected.
+        for value in changes.values():
+            assert f'value="{value}"' in body or f">{value}<" in body, value
+    assert await env.runtime.tenants.get("smile") == before
+
+
+# --- reminders -----------------------------------------------------------------------------------
+
+
+class EventReader:
+    """Server-sent events off a response, as {"event", "data"} dicts."""
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self.resp = resp
+        self.buffer = ""
+
+    async def until(self, text: str, timeout: float) -> list[dict[str, Any]]:
+        """Events up to and including the first whose data contains ``text``."""
+        seen: list[dict[str, Any]] = []
+        async with asyncio.timeout(timeout):
+            while True:
+                while "\n\n" in self.buffer:
+                    block, self.buffer = self.buffer.split("\n\n", 1)
+                    fields = dict(
+                        line.split(": ", 1) for line in block.splitlines() if ": " in line
+                    )
+                    if "event" in fields:
+                        data = json.loads(fields["data"])
+                        seen.append({"event": fields["event"], "data": data})
+                        if text in fields["data"]:
+                            return seen
+                chunk = await self.resp.content.readany()
+                assert chunk, "the stream ended"
+                self.buffer += chunk.decode()
+
+
+async def test_the_reminder_stream_follows_a_keypress_within_a_second(env: Env) -> None:
+    reminder = await env.reminder()
+    async with signed_in(env, env.api_key) as smile:
+        status, page = await smile.get(f"/console/reminders/{reminder.id}")
+        assert status == 200 and 'id="status"' in page and "pending" in page
+        assert "Twilio log" in page
+        stream = re.search(r'data-stream="([^"]+)"', page)
+        assert stream
+        async with smile.http.get(stream.group(1)) as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"] == "text/event-stream"
+            events = EventReader(resp)
+            first = await events.until('"pending"', 2)
+            assert first[0]["event"] == "reminder"
+            sid = env.new_call_sid()
+            answer = await env.webhook(
+                f"/twilio/gather/{reminder.id}?state=menu&tries=0&replays=0&repeats=0",
+                {"CallSid": sid, "Digits": "1"},
+            )
+            assert answer.status == 200
+            started = time.monotonic()
+            seen = await events.until('"confirmed"', 1.5)
+            assert time.monotonic() - started < 1.0
+            seen += await events.until('"keypress"', 1.0)
+            states = [e["data"] for e in seen if e["event"] == "reminder"]
+            assert states[-1]["status"] == "confirmed" and states[-1]["call_sid"] == sid
+            kinds = [e["data"]["kind"] for e in seen if e["event"] == "event"]
+            assert "keypress" in kinds
+
+
+async def test_the_stream_ends_when_the_key_is_rotated(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(console_reminders, "RECHECK_S", 0.0)
+    reminder = await env.reminder()
+    async with signed_in(env, env.api_key) as smile:
+        path = f"/console/reminders/{reminder.id}/events"
+        async with smile.http.get(path) as resp:
+            await EventReader(resp).until('"pending"', 2)
+            await env.runtime.tenants.rotate_key("smile")
+            async with asyncio.timeout(2):
+                while await resp.content.readany():
+                    pass
+
+
+async def test_the_reminder_page_shows_its_twilio_log(env: Env) -> None:
+    reminder = await env.reminder()
+    log = ApiLog(env.runtime.engine)
+    entry = await log.start(
+        method="POST",
+        url="https://api.twilio.com/2010-04-01/Accounts/AC1/Calls.json",
+        request={"To": reminder.to, "MachineDetection": "DetectMessageEnd"},
+        reminder_id=reminder.id,
+        started_at=datetime.now(UTC),
+    )
+    await log.finish(entry, status=201, body='{"sid": "CA<b>1</b>"}', duration_ms=87.0)
+    async with signed_in(env, env.api_key) as smile:
+        status, page = await smile.get(f"/console/reminders/{reminder.id}")
+    assert status == 200
+    section = page[page.index('id="twilio-log"') :]
+    assert "Calls.json" in section and ">201<" in section and "87 ms" in section
+    assert "DetectMessageEnd" in section
+    assert "CA&lt;b&gt;1&lt;/b&gt;" in section  # escaped, never markup
+
+
+async def test_the_reminder_list_shows_status_and_outcome(env: Env) -> None:
+    reminder = await env.reminder()
+    await env.store.record(reminder.id, "status", {}, status="busy", outcome="busy")
+    async with signed_in(env, ADMIN_TOKEN) as admin:
+        status, body = await admin.get("/console/reminders?tenant=smile")
+        assert status == 200
+        assert f'href="/console/reminders/{reminder.id}"' in body
+        assert 'class="badge s-busy">busy<' in body
+
+
+async def test_static_files_are_served_and_packaged(env: Env) -> None:
+    for name, kind in [("console.css", "text/css"), ("console.js", "javascript")]:
+        resp = await env.client.get(f"/console/static/{name}")
+        assert resp.status == 200 and kind in resp.content_type, name
+    pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    assert '"console/templates/*", "console/static/*"' in pyproject
