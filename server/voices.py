@@ -1,7 +1,7 @@
 """The clips a call may use, cached briefly so a webhook does not rebuild the index every time.
 
-Also the guard where TwiML is built: a clip whose audio cannot be served is replaced by
-``<Say>`` of its words, and the caller records an alert.
+Which of them can really be fetched is the ClipGuard's business (server/health.py); this module
+only swaps the ones it rejects for ``<Say>`` of their words.
 """
 
 from __future__ import annotations
@@ -13,14 +13,9 @@ from dataclasses import dataclass, replace
 
 from prompts.models import ClipIndex, ClipSegment, Plan, SaySegment, Segment
 from voicebank.catalogue import Catalogue
-from voicebank.storage import Storage
 
 # New uploads reach calls within this many seconds; previews bypass the cache.
 INDEX_TTL_S = 10.0
-# A clip found in the store is not looked for again for this long: a call would otherwise wait for
-# a stat (an HTTP HEAD on S3) per clip. A deleted object is noticed within this many seconds; one
-# found missing is looked for again on every call.
-EXISTS_TTL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -41,7 +36,6 @@ class VoiceCache:
         self.ttl_s = ttl_s
         self.clock = clock
         self._views: dict[tuple[str, str], tuple[float, VoiceView]] = {}
-        self._found: dict[str, float] = {}  # storage key -> when it was last found in the store
         self._lock = asyncio.Lock()
 
     async def get(self, voice: str, tenant: str) -> VoiceView:
@@ -62,36 +56,6 @@ class VoiceCache:
 
     def invalidate(self) -> None:
         self._views.clear()
-        self._found.clear()
-
-    def exists(self, storage: Storage, key: str) -> bool:
-        """``storage.exists(key)``, trusting a positive answer for EXISTS_TTL_S."""
-        now = self.clock()
-        found = self._found.get(key)
-        if found is not None and now - found < EXISTS_TTL_S:
-            return True
-        if storage.exists(key):
-            self._found[key] = now
-            return True
-        self._found.pop(key, None)
-        return False
-
-
-def unavailable_clips(
-    plan: Plan, view: VoiceView, storage: Storage, cache: VoiceCache | None = None
-) -> list[ClipSegment]:
-    """Clips of the plan whose audio is gone from the store (checked on the store itself, or
-    through ``cache``)."""
-    bad: list[ClipSegment] = []
-    seen: set[str] = set()
-    for seg in plan.segments:
-        if isinstance(seg, ClipSegment) and seg.clip_id not in seen:
-            seen.add(seg.clip_id)
-            key = view.keys.get(seg.clip_id)
-            found = cache.exists(storage, key) if cache and key else key and storage.exists(key)
-            if not found:
-                bad.append(seg)
-    return bad
 
 
 def speak_instead(plan: Plan, clip_ids: set[str]) -> Plan:

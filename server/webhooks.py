@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
-from prompts.models import Plan
+from prompts.models import ClipSegment, Plan
 from prompts.planner import plan_message
 from server import twiml
 from server.callflow import (
@@ -34,6 +34,7 @@ from server.callflow import (
     step,
 )
 from server.errors import NotFound
+from server.health import guard_key
 from server.keys import reminders_key, runtime_key
 from server.messages import MessageRequest, build_plan, local_today
 from server.outbox import Outbox, running
@@ -42,7 +43,7 @@ from server.reminders import Reminder
 from server.settings import Settings
 from server.signature import SIGNATURE_HEADER, expected_url, is_valid
 from server.tenants import Tenant
-from server.voices import VoiceCache, VoiceView, speak_instead, unavailable_clips
+from server.voices import VoiceCache, VoiceView, speak_instead
 
 log = logging.getLogger("voiceprompt.webhooks")
 
@@ -139,14 +140,19 @@ def _plan_text(call: Call, text: str) -> Plan:
     )
 
 
-def _guard(request: web.Request, call: Call, plan: Plan) -> Plan:
-    """Speak clips whose audio is gone, and record an alert on the reminder."""
-    bad = unavailable_clips(
-        plan, call.view, request.app[runtime_key].storage, request.app[voices_key]
+async def _guard(request: web.Request, call: Call, plan: Plan) -> Plan:
+    """Speak clips that cannot be fetched (ClipGuard: latest checks, fresh ones when stale),
+    and record an alert on the reminder."""
+    guard = request.app[guard_key]
+    bad_ids = await guard.unavailable(
+        s.clip_id for s in plan.segments if isinstance(s, ClipSegment)
     )
-    if not bad:
+    if not bad_ids:
         return plan
-    for seg in bad:
+    bad = {
+        s.clip_id: s for s in plan.segments if isinstance(s, ClipSegment) and s.clip_id in bad_ids
+    }
+    for seg in bad.values():
         log.error(
             "clip %s (%r) is unavailable; reminder %s hears <Say> instead",
             seg.clip_id,
@@ -158,13 +164,16 @@ def _guard(request: web.Request, call: Call, plan: Plan) -> Plan:
         "alert",
         {
             "reason": "clip unavailable",
-            "clips": [{"clip_id": s.clip_id, "text": s.text} for s in bad],
+            "clips": [
+                {"clip_id": s.clip_id, "text": s.text, "why": guard.reason(s.clip_id)}
+                for s in bad.values()
+            ],
         },
     )
-    return speak_instead(plan, {s.clip_id for s in bad})
+    return speak_instead(plan, set(bad))
 
 
-def _message(request: web.Request, call: Call, variant: str) -> Plan:
+async def _message(request: web.Request, call: Call, variant: str) -> Plan:
     r = call.reminder
     req = MessageRequest(
         call.tenant,
@@ -173,7 +182,7 @@ def _message(request: web.Request, call: Call, variant: str) -> Plan:
         "voicemail" if variant == "voicemail" else "human",
         extra=r.values,
     )
-    plan = _guard(request, call, build_plan(req, call.view.index, now=_now()))
+    plan = await _guard(request, call, build_plan(req, call.view.index, now=_now()))
     cache = request.app[spoken_key]
     cache[r.id] = (plan.transcript, call.tenant.language, call.tenant.say_voice)
     cache.move_to_end(r.id)
@@ -191,26 +200,25 @@ def greeting_may_be_playing(answered_by: str | None, result: Step) -> bool:
     return result.greeting_playing or (answered_by or "unknown").strip().lower() == "unknown"
 
 
-def _answer_for(request: web.Request, call: Call, result: Step, *, tone: bool = False) -> str:
+async def _answer_for(request: web.Request, call: Call, result: Step, *, tone: bool = False) -> str:
     """The TwiML for one call-flow step; ``tone`` starts it with the skip-to-beep DTMF."""
     a = result.action
     state = result.state
     if a is Action.PLAY_VOICEMAIL_AND_HANG_UP:
         return twiml.voicemail_twiml(
-            _message(request, call, "voicemail"), _opts(request, call, skip_to_beep=tone)
+            await _message(request, call, "voicemail"), _opts(request, call, skip_to_beep=tone)
         )
     if a is Action.PLAY_MESSAGE_WITH_MENU:
-        menu = _guard(request, call, _plan_text(call, menu_text(call.tenant)))
-        return twiml.human_twiml(
-            _message(request, call, "human"), menu, _opts(request, call, state, skip_to_beep=tone)
-        )
+        menu = await _guard(request, call, _plan_text(call, menu_text(call.tenant)))
+        message = await _message(request, call, "human")
+        return twiml.human_twiml(message, menu, _opts(request, call, state, skip_to_beep=tone))
     if a is Action.SORRY_AND_MENU:
-        menu = _guard(request, call, _plan_text(call, menu_text(call.tenant)))
-        sorry = _guard(request, call, _plan_text(call, SORRY))
+        menu = await _guard(request, call, _plan_text(call, menu_text(call.tenant)))
+        sorry = await _guard(request, call, _plan_text(call, SORRY))
         return twiml.sorry_and_menu(sorry, menu, _opts(request, call, state))
     if a in ENDINGS:
         return twiml.say_and_hangup(
-            _guard(request, call, _plan_text(call, ENDINGS[a])), _opts(request, call)
+            await _guard(request, call, _plan_text(call, ENDINGS[a])), _opts(request, call)
         )
     return twiml.hangup_twiml()
 
@@ -264,7 +272,7 @@ async def voice(request: web.Request) -> web.Response:
             call = await _load(request, rid)
         result = step(keypress_config(call.tenant), CallState(), Answered(answered_by))
         tone = call.tenant.skip_to_beep and greeting_may_be_playing(answered_by, result)
-        body = _answer_for(request, call, result, tone=tone)
+        body = await _answer_for(request, call, result, tone=tone)
         request.app[outbox_key].add(
             rid,
             "answered",
@@ -291,7 +299,7 @@ async def gather(request: web.Request) -> web.Response:
         async with asyncio.timeout(DB_BUDGET_S):
             call = await _load(request, rid)
         result = step(keypress_config(call.tenant), state, event)
-        body = _answer_for(request, call, result)
+        body = await _answer_for(request, call, result)
         detail = {
             "digits": getattr(event, "digits", None),
             "action": result.action.value,

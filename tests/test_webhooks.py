@@ -8,6 +8,8 @@ drain it before they look at statuses and events.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import asyncio
 import logging
 import time
@@ -22,7 +24,7 @@ import server.webhooks
 from server.reminders import Reminder
 from server.signature import sign
 from server.tenants import AMD_MODES
-from server.voices import EXISTS_TTL_S
+from server.health import LOCAL_TTL_S, guard_key
 from server.webhooks import voices_key
 from tests.server_fixtures import (  # noqa: F401 - fixtures
     PUBLIC_URL,
@@ -568,23 +570,28 @@ async def test_a_deleted_clip_is_spoken_and_alerted(env: Env, reminder: Reminder
     assert len(alerts) == 2
     assert alerts[0].detail["reason"] == "clip unavailable"
     assert alerts[0].detail["clips"] == [
-        {"clip_id": str(env.clips["hello"].id), "text": env.clips["hello"].transcript}
+        {
+            "clip_id": str(env.clips["hello"].id),
+            "text": env.clips["hello"].transcript,
+            "why": "not found: the file is gone from the media folder",
+        }
     ]
 
 
 async def test_a_clip_deleted_while_serving_is_noticed_within_the_ttl(
     env: Env, reminder: Reminder
 ) -> None:
-    """Found clips are trusted for EXISTS_TTL_S (no stat per clip per call), then checked again."""
-    cache = env.app[voices_key]
-    now = [1000.0]
-    cache.clock = lambda: now[0]
+    """Found clips are trusted for LOCAL_TTL_S (no stat per clip per call), then checked again."""
+    guard = env.app[guard_key]
+    start = datetime.now(UTC)
+    now = [start]
+    guard.now = lambda: now[0]
     path = voice_path(reminder.id)
     assert env.url("hello") in plays(await env.twiml(path, call("human")))
     env.clip_path("hello").unlink()
-    now[0] += EXISTS_TTL_S / 2
+    now[0] = start + timedelta(seconds=LOCAL_TTL_S / 2)
     assert env.url("hello") in plays(await env.twiml(path, call("human")))
-    now[0] += EXISTS_TTL_S
+    now[0] = start + timedelta(seconds=LOCAL_TTL_S * 1.5)
     root = await env.twiml(path, call("human"))
     assert env.url("hello") not in plays(root) and "Hello." in spoken(root)
     assert len(await env.events(reminder.id, "alert")) == 1

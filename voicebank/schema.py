@@ -67,3 +67,18 @@ sa.Index(
     sqlite_where=clips.c.replaced_at.is_(None),
     postgresql_where=clips.c.replaced_at.is_(None),
 )
+
+# The latest fetch check of each clip's public URL (voicebank.checks): one row per clip, replaced
+# by every check. ``md5`` caches the MD5 of the clip's MP3 bytes (verified against clips.sha256)
+# to compare with S3's ETag, so a check does not download every object again.
+clip_checks = sa.Table(
+    "clip_checks",
+    metadata,
+    sa.Column("clip_id", sa.Integer, sa.ForeignKey("clips.id"), primary_key=True),
+    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("status", sa.Integer, nullable=True),  # HTTP status; NULL when nothing answered
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("md5", sa.String(32), nullable=True),
+)
