@@ -30,10 +30,28 @@ SOUNDS = Path("/usr/share/asterisk/sounds/en")
 # 5 4 1 2. Thank you, goodbye." 19 clip segments (18 distinct clips) and 3 pauses: a 14.9 s
 # pass, so two passes and the loop pause make about 30 s.
 PASS: tuple[str | int, ...] = (
-    "hello", 300, "vm-youhave", "digits/2", "vm-message", 250, "digits/tomorrow",
-    "digits/day-2", "digits/mon-3", "digits/h-15", "digits/at", "digits/3", "digits/30",
-    "digits/p-m", 300, "telephone-number", "digits/5", "digits/4", "digits/1", "digits/2",
-    "auth-thankyou", "goodbye",
+    "hello",
+    300,
+    "vm-youhave",
+    "digits/2",
+    "vm-message",
+    250,
+    "digits/tomorrow",
+    "digits/day-2",
+    "digits/mon-3",
+    "digits/h-15",
+    "digits/at",
+    "digits/3",
+    "digits/30",
+    "digits/p-m",
+    300,
+    "telephone-number",
+    "digits/5",
+    "digits/4",
+    "digits/1",
+    "digits/2",
+    "auth-thankyou",
+    "goodbye",
 )
 LOOPS = 2
 LOOP_PAUSE_MS = 1000
@@ -69,8 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = sorted({p for p in PASS if isinstance(p, str)})
     missing = [n for n in names if not (SOUNDS / f"{n}.wav").is_file()]
     if missing:
-        print(f"Asterisk sounds missing ({', '.join(missing)}): "
-              "apt-get install asterisk-core-sounds-en-wav", file=sys.stderr)
+        print(
+            f"Asterisk sounds missing ({', '.join(missing)}): "
+            "apt-get install asterisk-core-sounds-en-wav",
+            file=sys.stderr,
+        )
         return 1
 
     started = time.perf_counter()
@@ -78,24 +99,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     ingest_ms = 1000 * (time.perf_counter() - started)
 
     segments: list[Segment] = [
-        ClipSegment(p, p, Variant.ANY, clips[p].duration_ms) if isinstance(p, str)
-        else PauseSegment(p) for p in PASS
+        ClipSegment(p, p, Variant.ANY, clips[p].duration_ms)
+        if isinstance(p, str)
+        else PauseSegment(p)
+        for p in PASS
     ]
     plan = Plan(tuple(segments), LOOPS, LOOP_PAUSE_MS, "", (), 0)
     renderer = Renderer(lambda clip_id: clips[clip_id].master, tts=PlaceholderTts())
     pcm = renderer.render_pcm(plan)
     seconds = pcm.size / RENDER_RATE
     n_segments = sum(1 for s in plan.looped_segments() if isinstance(s, ClipSegment))
-    print(f"message: {n_segments} clip segments ({len(names)} distinct Asterisk clips), "
-          f"{LOOPS} loops, {seconds:.1f} s at {RENDER_RATE} Hz")
-    print(f"ingest: {len(names)} clips in {ingest_ms:.0f} ms "
-          f"({ingest_ms / len(names):.1f} ms per clip, first call includes imports)")
+    print(
+        f"message: {n_segments} clip segments ({len(names)} distinct Asterisk clips), "
+        f"{LOOPS} loops, {seconds:.1f} s at {RENDER_RATE} Hz"
+    )
+    print(
+        f"ingest: {len(names)} clips in {ingest_ms:.0f} ms "
+        f"({ingest_ms / len(names):.1f} ms per clip, first call includes imports)"
+    )
 
     warm = _median_ms(lambda: renderer.render(plan), args.warm_runs)
 
     def naive() -> bytes:
-        decoded = {n: AudioSegment.from_file(io.BytesIO(c.mp3), format="mp3")
-                   for n, c in clips.items()}
+        decoded = {
+            n: AudioSegment.from_file(io.BytesIO(c.mp3), format="mp3") for n, c in clips.items()
+        }
         message = AudioSegment.empty()
         for seg in plan.looped_segments():
             if isinstance(seg, ClipSegment):
@@ -111,8 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     bare = _median_ms(lambda: encode.mp3_fast(pcm, RENDER_RATE), args.bare_runs)
 
     print(f"warm render ({args.warm_runs} runs): median {warm:.1f} ms")
-    print(f"naive pydub from_file + export via ffmpeg ({args.naive_runs} runs): "
-          f"median {naive_ms:.1f} ms")
+    print(
+        f"naive pydub from_file + export via ffmpeg ({args.naive_runs} runs): "
+        f"median {naive_ms:.1f} ms"
+    )
     print(f"bare lameenc encode of {seconds:.1f} s ({args.bare_runs} runs): median {bare:.1f} ms")
     print(f"naive / warm: {naive_ms / warm:.1f}x (target >= 10x)")
     print(f"warm / bare: {warm / bare:.2f}x (target <= 2x)")

@@ -36,8 +36,15 @@ def noise(duration_ms: float, level_dbfs: float, rate: int = RATE, seed: int = 1
     return rng.normal(0.0, 10 ** (level_dbfs / 20), ms(duration_ms, rate))
 
 
-def speech_like(duration_ms: float, rate: int = RATE, *, peak_dbfs: float = -6.0,
-                f0: float = 140.0, attack_ms: float = 3.0, seed: int = 0) -> Float:
+def speech_like(
+    duration_ms: float,
+    rate: int = RATE,
+    *,
+    peak_dbfs: float = -6.0,
+    f0: float = 140.0,
+    attack_ms: float = 3.0,
+    seed: int = 0,
+) -> Float:
     """Speech-ish burst: harmonics with 1/k roll-off, syllable envelope, sharp known edges.
 
     The syllable rhythm never drops below -14 dB of the peak inside the burst, so a detector
@@ -62,9 +69,17 @@ def speech_like(duration_ms: float, rate: int = RATE, *, peak_dbfs: float = -6.0
     return x * scale
 
 
-def clip(speech_ms: float = 800, *, lead_ms: float = 300, trail_ms: float = 300,
-         noise_dbfs: float | None = None, rate: int = RATE, peak_dbfs: float = -6.0,
-         f0: float = 140.0, attack_ms: float = 3.0) -> Float:
+def clip(
+    speech_ms: float = 800,
+    *,
+    lead_ms: float = 300,
+    trail_ms: float = 300,
+    noise_dbfs: float | None = None,
+    rate: int = RATE,
+    peak_dbfs: float = -6.0,
+    f0: float = 140.0,
+    attack_ms: float = 3.0,
+) -> Float:
     """Silence (or noise), a speech-like burst, silence: the burst starts at ``lead_ms``."""
     burst = speech_like(speech_ms, rate, peak_dbfs=peak_dbfs, f0=f0, attack_ms=attack_ms)
     x = np.concatenate((silence(lead_ms, rate), burst, silence(trail_ms, rate)))
@@ -91,11 +106,17 @@ def encode_as(x: Float, rate: int, fmt: str, tmp_path: Path) -> bytes:
             pytest.skip("ffmpeg is not installed")
         src, dst = tmp_path / "src.wav", tmp_path / "out.m4a"
         src.write_bytes(wav_bytes(x, rate))
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), "-c:a", "aac",
-                        "-b:a", "96k", str(dst)], check=True)
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-i", str(src), "-c:a", "aac", "-b:a", "96k", str(dst)],
+            check=True,
+        )
         return dst.read_bytes()
-    kinds = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS"),
-             "mp3": ("MP3", "MPEG_LAYER_III")}
+    kinds = {
+        "wav": ("WAV", "PCM_16"),
+        "flac": ("FLAC", "PCM_16"),
+        "ogg": ("OGG", "VORBIS"),
+        "mp3": ("MP3", "MPEG_LAYER_III"),
+    }
     container, subtype = kinds[fmt]
     buf = io.BytesIO()
     sf.write(buf, x, rate, format=container, subtype=subtype)
@@ -126,13 +147,20 @@ def asterisk_sound(name: str) -> Path:
     """Path of an Asterisk English sound (e.g. ``digits/1``); skips the test if it is missing."""
     path = ASTERISK_DIR / f"{name}.wav"
     if not path.is_file():
-        pytest.skip(f"Asterisk sounds not installed ({path}); apt-get install "
-                    "asterisk-core-sounds-en-wav")
+        pytest.skip(
+            f"Asterisk sounds not installed ({path}); apt-get install asterisk-core-sounds-en-wav"
+        )
     return path
 
 
-def take_from_sounds(names: list[str], gap_ms: float = 700, *, jitter_ms: float = 0,
-                     noise_dbfs: float | None = None, seed: int = 7) -> bytes:
+def take_from_sounds(
+    names: list[str],
+    gap_ms: float = 700,
+    *,
+    jitter_ms: float = 0,
+    noise_dbfs: float | None = None,
+    seed: int = 7,
+) -> bytes:
     """A "long take" WAV: the Asterisk recordings in order, ``gap_ms`` (+- ``jitter_ms``) of
     silence before, between and after them, optionally over a white-noise floor. 8 kHz."""
     rng = np.random.default_rng(seed)

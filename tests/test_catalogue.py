@@ -76,8 +76,11 @@ def test_transcript_from_filename(filename, words, variant):
 
 async def test_import_stores_clips_and_a_rerun_changes_nothing(catalogue, storage):
     transcripts = read_transcript_file(TRANSCRIPT_PLACES[0])
-    entries = [e for e in find_sounds(DEFAULT_SOUNDS, transcripts, ("digits/",))
-               if e.name in ("digits/1", "digits/h-12", "digits/a-m")]
+    entries = [
+        e
+        for e in find_sounds(DEFAULT_SOUNDS, transcripts, ("digits/",))
+        if e.name in ("digits/1", "digits/h-12", "digits/a-m")
+    ]
     seen: list[str] = []
     report = await import_sounds(catalogue, "allison", entries, progress=seen.append)
     assert seen == ["digits/1", "digits/a-m", "digits/h-12"]
@@ -109,10 +112,12 @@ async def test_a_new_take_replaces_the_old_one_and_keeps_it(catalogue, storage):
 
 
 async def test_variants_are_separate_takes(catalogue):
-    a = await add_file(catalogue, "allison", "a.wav", sound("digits/1"), "one",
-                       variant=Variant.CONTINUING)
-    b = await add_file(catalogue, "allison", "b.wav", sound("digits/1"), "one",
-                       variant=Variant.FINAL)
+    a = await add_file(
+        catalogue, "allison", "a.wav", sound("digits/1"), "one", variant=Variant.CONTINUING
+    )
+    b = await add_file(
+        catalogue, "allison", "b.wav", sound("digits/1"), "one", variant=Variant.FINAL
+    )
     assert a.clip and b.clip and a.clip.current and b.clip.current
     index = await catalogue.clip_index("allison")
     assert {e.variant for e in index.get(("one",))} == {Variant.CONTINUING, Variant.FINAL}

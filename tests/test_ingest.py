@@ -278,8 +278,12 @@ def test_every_asterisk_digit_is_levelled_and_trimmed():
         assert found is not None
         lead = 1000 * found.start / rate
         trail = 1000 * (master.size - found.end) / rate
-        if not (abs(lufs + 19.0) <= 1.0 and levels.peak_dbfs(master) <= -1.0
-                and 10 <= lead <= 20 and 30 <= trail <= 50):
+        if not (
+            abs(lufs + 19.0) <= 1.0
+            and levels.peak_dbfs(master) <= -1.0
+            and 10 <= lead <= 20
+            and 30 <= trail <= 50
+        ):
             problems.append(f"{path.name}: {lufs:.2f} LUFS, lead {lead:.1f}, trail {trail:.1f}")
     assert not problems, problems
     assert time.perf_counter() - started < 30

@@ -121,8 +121,9 @@ def test_fade_cut_and_trim():
     padded = levels.cut(x, -10, x.size + 20)
     assert padded.size == x.size + 30 and padded[:10].sum() == 0 and padded[-20:].sum() == 0
     speech = levels.Speech(ms(300), ms(900), -50.0, -90.0, -10.0)
-    trimmed, inside = levels.trim(clip(600), RATE, speech, lead_ms=15, trail_ms=40,
-                                  fade_in_ms=5, fade_out_ms=10)
+    trimmed, inside = levels.trim(
+        clip(600), RATE, speech, lead_ms=15, trail_ms=40, fade_in_ms=5, fade_out_ms=10
+    )
     assert trimmed.size == ms(600) + ms(15) + ms(40)
     assert (inside.start, trimmed.size - inside.end) == (ms(15), ms(40))
 

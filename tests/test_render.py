@@ -57,11 +57,20 @@ def _n(ms: float) -> int:
 def test_render_duration_is_the_sum_of_the_segments(masters):
     store = Store(masters)
     renderer = Renderer(store, tts=PlaceholderTts())
-    plan = _plan(_clip("hello"), PauseSegment(300), _clip("at"), SaySegment("Doctor Who", 0),
-                 _clip("three"), loops=2, loop_pause_ms=1000)
+    plan = _plan(
+        _clip("hello"),
+        PauseSegment(300),
+        _clip("at"),
+        SaySegment("Doctor Who", 0),
+        _clip("three"),
+        loops=2,
+        loop_pause_ms=1000,
+    )
     expected = sum(
-        renderer.clip_pcm(s.clip_id).size if isinstance(s, ClipSegment)
-        else renderer.tts.speak(s.text).size if isinstance(s, SaySegment)
+        renderer.clip_pcm(s.clip_id).size
+        if isinstance(s, ClipSegment)
+        else renderer.tts.speak(s.text).size
+        if isinstance(s, SaySegment)
         else _n(s.ms)
         for s in plan.looped_segments()
     )
@@ -105,8 +114,9 @@ def test_say_segments_are_audible(masters, engine):
             pytest.skip("espeak-ng is not installed")
         tts = EspeakTts()
     renderer = Renderer(Store(masters), tts=tts)
-    audio = renderer.render_pcm(_plan(PauseSegment(200), SaySegment("Doctor Smithers", 0),
-                                      PauseSegment(200)))
+    audio = renderer.render_pcm(
+        _plan(PauseSegment(200), SaySegment("Doctor Smithers", 0), PauseSegment(200))
+    )
     said = pcm.from_int16(audio[_n(200) : audio.size - _n(200)])
     assert said.size > _n(400)  # about as long as the words, not a blip
     assert abs(levels.integrated_lufs(said, RATE) - (-19.0)) <= 1.5  # level with the clips
@@ -116,8 +126,9 @@ def test_say_segments_are_audible(masters, engine):
 def test_each_clip_is_loaded_and_decoded_once(masters):
     store = Store(masters)
     renderer = Renderer(store, tts=PlaceholderTts())
-    plan = _plan(_clip("hello"), _clip("at"), _clip("hello"), _clip("three"), loops=3,
-                 loop_pause_ms=500)
+    plan = _plan(
+        _clip("hello"), _clip("at"), _clip("hello"), _clip("three"), loops=3, loop_pause_ms=500
+    )
     first = renderer.render(plan)
     for _ in range(20):
         assert renderer.render(plan) == first
@@ -137,8 +148,9 @@ def test_cache_is_bounded(masters):
 def test_warm_render_starts_no_process(masters, monkeypatch):
     tts: Tts = EspeakTts() if EspeakTts.available() else PlaceholderTts()
     renderer = Renderer(Store(masters), tts=tts)
-    plan = _plan(_clip("hello"), SaySegment("on Tuesday", 0), _clip("three"), loops=2,
-                 loop_pause_ms=800)
+    plan = _plan(
+        _clip("hello"), SaySegment("on Tuesday", 0), _clip("three"), loops=2, loop_pause_ms=800
+    )
     warm = renderer.render(plan)  # the first render may run espeak-ng once per text
 
     def no_process(*args, **kwargs):

@@ -23,14 +23,27 @@ from voicebank.ingest import ingest_bytes
 from voicebank.split import script_lines, split_take
 
 DIGITS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "10", "11"]
-WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "zero", "ten",
-         "eleven"]
+WORDS = [
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "zero",
+    "ten",
+    "eleven",
+]
 
 
 def _take(names: list[str], noise_dbfs: float | None) -> tuple[bytes, list[bytes]]:
     """digits/<name> in order with 600-800 ms of silence around each (8 kHz, as recorded)."""
-    take = take_from_sounds([f"digits/{n}" for n in names], 700, jitter_ms=100,
-                            noise_dbfs=noise_dbfs)
+    take = take_from_sounds(
+        [f"digits/{n}" for n in names], 700, jitter_ms=100, noise_dbfs=noise_dbfs
+    )
     return take, [asterisk_sound(f"digits/{n}").read_bytes() for n in names]
 
 
@@ -43,8 +56,12 @@ def _similarities(pieces: list[np.ndarray], refs: list[np.ndarray]) -> np.ndarra
         return [np.fft.rfft(x / np.linalg.norm(x), n) for x in xs]
 
     ref_spectra = spectra(refs)
-    return np.array([[np.abs(np.fft.irfft(p * np.conj(r), n)).max() for r in ref_spectra]
-                     for p in spectra(pieces)])
+    return np.array(
+        [
+            [np.abs(np.fft.irfft(p * np.conj(r), n)).max() for r in ref_spectra]
+            for p in spectra(pieces)
+        ]
+    )
 
 
 @pytest.mark.parametrize("noise_dbfs", [None, -60.0])
@@ -54,8 +71,9 @@ def test_split_real_recordings_in_order(noise_dbfs):
     clips = split_take(take, "digits-take.wav", script)
     assert len(clips) == len(DIGITS)
     singles = [ingest_bytes(data, f"{n}.wav") for n, data in zip(DIGITS, originals, strict=True)]
-    scores = _similarities([decode(c.master)[0] for c in clips],
-                           [decode(c.master)[0] for c in singles])
+    scores = _similarities(
+        [decode(c.master)[0] for c in clips], [decode(c.master)[0] for c in singles]
+    )
     for i, piece in enumerate(clips):
         # Each piece is trimmed like the recording uploaded on its own.
         assert abs(piece.speech_ms - singles[i].speech_ms) <= 30, (i, piece, singles[i])
@@ -85,8 +103,15 @@ def test_count_mismatch_says_what_was_found():
 
 
 def test_phrases_that_run_together_are_reported():
-    x = np.concatenate((silence(400), clip(600, lead_ms=0, trail_ms=0), silence(150),
-                        clip(600, lead_ms=0, trail_ms=0), silence(400)))
+    x = np.concatenate(
+        (
+            silence(400),
+            clip(600, lead_ms=0, trail_ms=0),
+            silence(150),
+            clip(600, lead_ms=0, trail_ms=0),
+            silence(400),
+        )
+    )
     with pytest.raises(SplitError, match="found 1 phrases but the script has 2 lines.*together"):
         split_take(wav_bytes(x), "t.wav", ["hello", "world"])
 
@@ -107,8 +132,11 @@ def test_a_bad_line_is_named():
 
 @pytest.mark.parametrize(
     ("data", "script", "reason"),
-    [(b"", ["one"], "empty file"), (b"\x00junk" * 99, ["one"], "unknown format"),
-     (wav_bytes(clip(600)), ["", "  "], "the script has no lines")],
+    [
+        (b"", ["one"], "empty file"),
+        (b"\x00junk" * 99, ["one"], "unknown format"),
+        (wav_bytes(clip(600)), ["", "  "], "the script has no lines"),
+    ],
 )
 def test_take_rejections_are_split_errors(data, script, reason):
     with pytest.raises(SplitError) as info:

@@ -25,8 +25,11 @@ GOOD = Tenant(slug="smile", name="Smile Dental", caller_id="(415) 555-0100")
         ({"digit_confirm": "11"}, "digit_confirm", "one key"),
         ({"digit_cancel": "1"}, "digit_cancel", "already used by digit_confirm"),
         ({"template_human": "Hi {who:colour}"}, "template_human", "who"),
-        ({"template_voicemail": "Please press 1 to confirm."}, "template_voicemail",
-         "must not ask to press"),
+        (
+            {"template_voicemail": "Please press 1 to confirm."},
+            "template_voicemail",
+            "must not ask to press",
+        ),
     ],
 )
 def test_bad_values_are_refused_naming_the_field(changes, field, message):
@@ -47,8 +50,11 @@ def test_disabled_keys_are_allowed():
 
 @pytest.mark.parametrize(
     ("number", "region", "e164"),
-    [("(415) 555-0134", "US", "+14155550134"), ("+44 20 7946 0018", "US", "+442079460018"),
-     ("020 7946 0018", "GB", "+442079460018")],
+    [
+        ("(415) 555-0134", "US", "+14155550134"),
+        ("+44 20 7946 0018", "US", "+442079460018"),
+        ("020 7946 0018", "GB", "+442079460018"),
+    ],
 )
 def test_phone_numbers_become_e164(number, region, e164):
     assert normalize_phone(number, region) == e164

@@ -8,24 +8,22 @@ drain it before they look at statuses and events.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import asyncio
 import logging
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 import server.outbox
 import server.webhooks
+from server.health import LOCAL_TTL_S, guard_key
 from server.reminders import Reminder
 from server.signature import sign
 from server.tenants import AMD_MODES
-from server.health import LOCAL_TTL_S, guard_key
-from server.webhooks import voices_key
 from tests.server_fixtures import (  # noqa: F401 - fixtures
     PUBLIC_URL,
     Env,

@@ -308,20 +308,37 @@ class Catalogue:
         Shared clips plus the tenant's own; a tenant's take of a phrase hides the shared takes of
         the same phrase, so a tenant can re-record anything in its own voice.
         """
-        query = sa.select(
-            clips.c.id, clips.c.tenant, clips.c.transcript, clips.c.norm, clips.c.variant,
-            clips.c.duration_ms, clips.c.storage_key,
-        ).where(
-            clips.c.voice_id == voice_id, clips.c.replaced_at.is_(None),
-            clips.c.tenant.in_({"", tenant}),
-        ).order_by(clips.c.id)
+        query = (
+            sa.select(
+                clips.c.id,
+                clips.c.tenant,
+                clips.c.transcript,
+                clips.c.norm,
+                clips.c.variant,
+                clips.c.duration_ms,
+                clips.c.storage_key,
+            )
+            .where(
+                clips.c.voice_id == voice_id,
+                clips.c.replaced_at.is_(None),
+                clips.c.tenant.in_({"", tenant}),
+            )
+            .order_by(clips.c.id)
+        )
         async with self.engine.connect() as conn:
             rows = list(await conn.execute(query))
         own = {r.norm for r in rows if r.tenant and r.tenant == tenant}
         return [
-            (ClipEntry(clip_id=str(r.id), text=r.transcript, variant=Variant(r.variant),
-                       duration_ms=int(r.duration_ms), url=self.storage.url(r.storage_key)),
-             str(r.storage_key))
+            (
+                ClipEntry(
+                    clip_id=str(r.id),
+                    text=r.transcript,
+                    variant=Variant(r.variant),
+                    duration_ms=int(r.duration_ms),
+                    url=self.storage.url(r.storage_key),
+                ),
+                str(r.storage_key),
+            )
             for r in rows
             if not (r.tenant == "" and r.norm in own)
         ]

@@ -40,8 +40,9 @@ def mp3_gapless(pcm: Int16, rate: int) -> bytes:
     return buf.getvalue()
 
 
-def mp3_fast(pcm: Int16, rate: int, *, bitrate_kbps: int = RENDER_BITRATE_KBPS,
-             quality: int = RENDER_QUALITY) -> bytes:
+def mp3_fast(
+    pcm: Int16, rate: int, *, bitrate_kbps: int = RENDER_BITRATE_KBPS, quality: int = RENDER_QUALITY
+) -> bytes:
     """CBR MP3 through lameenc: no tag, so decoders add ~50 ms of delay plus frame padding."""
     enc = lameenc.Encoder()
     enc.set_channels(1)

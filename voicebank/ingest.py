@@ -35,7 +35,11 @@ from voicebank.errors import DecodeError, IngestError
 from voicebank.pcm import ACCEPTED_FORMATS, MASTER_RATE, Decoded, Float
 
 __all__ = [
-    "ACCEPTED_FORMATS", "DEFAULT_LIMITS", "MASTER_RATE", "IngestLimits", "ProcessedClip",
+    "ACCEPTED_FORMATS",
+    "DEFAULT_LIMITS",
+    "MASTER_RATE",
+    "IngestLimits",
+    "ProcessedClip",
     "ingest_bytes",
 ]
 
@@ -105,14 +109,17 @@ def clipped_fraction(samples: Float, level: float) -> float:
     return worst
 
 
-def decode_upload(data: bytes, filename: str, limits: IngestLimits, *,
-         max_duration_ms: float | None = None) -> tuple[Decoded, str]:
+def decode_upload(
+    data: bytes, filename: str, limits: IngestLimits, *, max_duration_ms: float | None = None
+) -> tuple[Decoded, str]:
     """Format detection, decoding and the checks made on the original; raises IngestError."""
     if not data:
         raise IngestError(filename, "empty file")
     if len(data) > limits.max_bytes:
-        raise IngestError(filename, f"too large: {len(data) / 2**20:.1f} MB "
-                                    f"(limit {limits.max_bytes / 2**20:.0f} MB)")
+        raise IngestError(
+            filename,
+            f"too large: {len(data) / 2**20:.1f} MB (limit {limits.max_bytes / 2**20:.0f} MB)",
+        )
     fmt = pcm.guess_format(data, filename)
     if fmt is None:
         names = ", ".join(f.upper() for f in ACCEPTED_FORMATS)
@@ -123,18 +130,31 @@ def decode_upload(data: bytes, filename: str, limits: IngestLimits, *,
         raise IngestError(filename, f"corrupt: not a readable {fmt.upper()} file ({exc})") from exc
     limit_ms = limits.max_duration_ms if max_duration_ms is None else max_duration_ms
     if decoded.duration_ms > limit_ms:
-        raise IngestError(filename, f"too long: {decoded.duration_ms / 1000:.1f} s "
-                                    f"(limit {limit_ms / 1000:g} s)")
+        raise IngestError(
+            filename, f"too long: {decoded.duration_ms / 1000:.1f} s (limit {limit_ms / 1000:g} s)"
+        )
     clipped = clipped_fraction(decoded.samples, limits.clip_level)
     if clipped > limits.max_clipped_fraction:
-        raise IngestError(filename, f"clipped: {clipped:.1%} of samples at full scale "
-                                    f"(limit {limits.max_clipped_fraction:.1%})")
+        raise IngestError(
+            filename,
+            f"clipped: {clipped:.1%} of samples at full scale "
+            f"(limit {limits.max_clipped_fraction:.1%})",
+        )
     return decoded, fmt
 
 
-def process(x: Float, *, filename: str, original: bytes, original_format: str,
-            target_lufs: float, limits: IngestLimits, original_rate: int = 0,
-            original_channels: int = 0, span_ms: tuple[int, int] | None = None) -> ProcessedClip:
+def process(
+    x: Float,
+    *,
+    filename: str,
+    original: bytes,
+    original_format: str,
+    target_lufs: float,
+    limits: IngestLimits,
+    original_rate: int = 0,
+    original_channels: int = 0,
+    span_ms: tuple[int, int] | None = None,
+) -> ProcessedClip:
     """Trim, level and encode mono float PCM at MASTER_RATE; raises IngestError."""
     rate = MASTER_RATE
     peak = levels.peak_dbfs(x)
@@ -144,21 +164,41 @@ def process(x: Float, *, filename: str, original: bytes, original_format: str,
     speech = levels.find_speech(x, rate)
     if speech is None or speech.snr_db < limits.min_snr_db:
         snr = 0.0 if speech is None else speech.snr_db
-        raise IngestError(filename, f"silent: no speech above the noise floor "
-                                    f"(loudest part {snr:.0f} dB above it)")
+        raise IngestError(
+            filename,
+            f"silent: no speech above the noise floor (loudest part {snr:.0f} dB above it)",
+        )
     speech_ms = speech.duration_ms(rate)
     if speech_ms < limits.min_duration_ms:
-        raise IngestError(filename, f"too short: {speech_ms:.0f} ms of speech "
-                                    f"(minimum {limits.min_duration_ms} ms)")
+        raise IngestError(
+            filename,
+            f"too short: {speech_ms:.0f} ms of speech (minimum {limits.min_duration_ms} ms)",
+        )
     if speech_ms > limits.max_duration_ms:
-        raise IngestError(filename, f"too long: {speech_ms / 1000:.1f} s of speech "
-                                    f"(limit {limits.max_duration_ms / 1000:g} s)")
+        raise IngestError(
+            filename,
+            f"too long: {speech_ms / 1000:.1f} s of speech "
+            f"(limit {limits.max_duration_ms / 1000:g} s)",
+        )
 
-    y, in_clip = levels.trim(x, rate, speech, lead_ms=limits.lead_ms, trail_ms=limits.trail_ms,
-                             fade_in_ms=limits.fade_in_ms, fade_out_ms=limits.fade_out_ms)
+    y, in_clip = levels.trim(
+        x,
+        rate,
+        speech,
+        lead_ms=limits.lead_ms,
+        trail_ms=limits.trail_ms,
+        fade_in_ms=limits.fade_in_ms,
+        fade_out_ms=limits.fade_out_ms,
+    )
 
-    levelled = levels.normalize(y, rate, in_clip, target_lufs, ceiling_dbfs=limits.ceiling_dbfs,
-                                max_limit_db=limits.max_limit_db)
+    levelled = levels.normalize(
+        y,
+        rate,
+        in_clip,
+        target_lufs,
+        ceiling_dbfs=limits.ceiling_dbfs,
+        max_limit_db=limits.max_limit_db,
+    )
     if levelled is None:
         raise IngestError(filename, "silent: loudness below the -70 LUFS gate")
 
@@ -172,24 +212,42 @@ def process(x: Float, *, filename: str, original: bytes, original_format: str,
     lufs, method = levels.clip_loudness(master_float, rate, in_clip)
     mp3 = encode.mp3_gapless(master_pcm, rate)
     return ProcessedClip(
-        filename=filename, original=original, original_format=original_format,
-        master=encode.flac(master_pcm, rate), mp3=mp3, sha256=hashlib.sha256(mp3).hexdigest(),
-        duration_ms=round(1000 * master_pcm.size / rate), lufs=round(lufs, 2),
+        filename=filename,
+        original=original,
+        original_format=original_format,
+        master=encode.flac(master_pcm, rate),
+        mp3=mp3,
+        sha256=hashlib.sha256(mp3).hexdigest(),
+        duration_ms=round(1000 * master_pcm.size / rate),
+        lufs=round(lufs, 2),
         peak_dbfs=round(levels.peak_dbfs(master_float), 2),
         lead_ms=round(1000 * final.start / rate),
-        trail_ms=round(1000 * (master_pcm.size - final.end) / rate), sample_rate=rate,
-        speech_ms=round(speech_ms), loudness_method=method, gain_db=round(levelled.gain_db, 2),
-        limited_db=round(levelled.limited_db, 2), original_rate=original_rate,
-        original_channels=original_channels, span_ms=span_ms,
+        trail_ms=round(1000 * (master_pcm.size - final.end) / rate),
+        sample_rate=rate,
+        speech_ms=round(speech_ms),
+        loudness_method=method,
+        gain_db=round(levelled.gain_db, 2),
+        limited_db=round(levelled.limited_db, 2),
+        original_rate=original_rate,
+        original_channels=original_channels,
+        span_ms=span_ms,
         threshold_dbfs=round(threshold, 2),
     )
 
 
-def ingest_bytes(data: bytes, filename: str, *, target_lufs: float = -19.0,
-                 limits: IngestLimits = DEFAULT_LIMITS) -> ProcessedClip:
+def ingest_bytes(
+    data: bytes, filename: str, *, target_lufs: float = -19.0, limits: IngestLimits = DEFAULT_LIMITS
+) -> ProcessedClip:
     """Process one uploaded recording into a ProcessedClip; raises IngestError."""
     decoded, fmt = decode_upload(data, filename, limits)
     x = pcm.resample(pcm.to_mono(decoded.samples), decoded.sample_rate, MASTER_RATE)
-    return process(x, filename=filename, original=data, original_format=fmt,
-                   target_lufs=target_lufs, limits=limits, original_rate=decoded.sample_rate,
-                   original_channels=decoded.channels)
+    return process(
+        x,
+        filename=filename,
+        original=data,
+        original_format=fmt,
+        target_lufs=target_lufs,
+        limits=limits,
+        original_rate=decoded.sample_rate,
+        original_channels=decoded.channels,
+    )

@@ -110,8 +110,12 @@ def _runs(mask: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
 
 
 def find_speech(
-    x: Float, rate: int, *, threshold_db: float | None = None,
-    bridge_ms: float = 200.0, min_burst_ms: float = 20.0,
+    x: Float,
+    rate: int,
+    *,
+    threshold_db: float | None = None,
+    bridge_ms: float = 200.0,
+    min_burst_ms: float = 20.0,
 ) -> Speech | None:
     """First and last sample of speech, or None when nothing rises above the threshold.
 
@@ -173,8 +177,9 @@ def clip_loudness(x: Float, rate: int, speech: Speech) -> tuple[float, str]:
     return ungated_lufs(x[speech.start : speech.end], rate), "rms"
 
 
-def soft_limit(x: Float, rate: int, ceiling_dbfs: float = -1.0,
-               window_ms: float = 5.0) -> tuple[Float, float]:
+def soft_limit(
+    x: Float, rate: int, ceiling_dbfs: float = -1.0, window_ms: float = 5.0
+) -> tuple[Float, float]:
     """Look-ahead peak limiter: (limited copy, largest gain reduction in dB).
 
     The gain needed at each sample (ceiling / true peak) is spread to a minimum over +-window
@@ -212,8 +217,15 @@ class Levelled:
     limited_db: float  # the limiter's largest gain reduction
 
 
-def normalize(x: Float, rate: int, speech: Speech, target_lufs: float, *,
-              ceiling_dbfs: float = -1.0, max_limit_db: float = 6.0) -> Levelled | None:
+def normalize(
+    x: Float,
+    rate: int,
+    speech: Speech,
+    target_lufs: float,
+    *,
+    ceiling_dbfs: float = -1.0,
+    max_limit_db: float = 6.0,
+) -> Levelled | None:
     """Gain ``x`` to ``target_lufs`` with peaks soft-limited to ``ceiling_dbfs``.
 
     ``speech`` locates the speech in ``x`` (for the RMS method). None if ``x`` has no measurable
@@ -269,8 +281,16 @@ def cut(x: Float, start: int, end: int) -> Float:
     return body.copy()
 
 
-def trim(x: Float, rate: int, speech: Speech, *, lead_ms: float, trail_ms: float,
-         fade_in_ms: float, fade_out_ms: float) -> tuple[Float, Speech]:
+def trim(
+    x: Float,
+    rate: int,
+    speech: Speech,
+    *,
+    lead_ms: float,
+    trail_ms: float,
+    fade_in_ms: float,
+    fade_out_ms: float,
+) -> tuple[Float, Speech]:
     """Cut ``x`` to its speech plus fixed margins, with short fades; and the speech inside it.
 
     Margins missing from the recording are made of digital silence, so every clip starts and

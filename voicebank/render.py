@@ -61,10 +61,16 @@ class Renderer:
     clips are kept decoded: ~44 KB per second of audio, so 2048 one-second clips use ~90 MB.
     """
 
-    def __init__(self, load_master: Callable[[str], bytes], *, tts: Tts | None = None,
-                 cache_size: int = 2048, fade_ms: float = FADE_MS,
-                 bitrate_kbps: int = encode.RENDER_BITRATE_KBPS,
-                 quality: int = encode.RENDER_QUALITY) -> None:
+    def __init__(
+        self,
+        load_master: Callable[[str], bytes],
+        *,
+        tts: Tts | None = None,
+        cache_size: int = 2048,
+        fade_ms: float = FADE_MS,
+        bitrate_kbps: int = encode.RENDER_BITRATE_KBPS,
+        quality: int = encode.RENDER_QUALITY,
+    ) -> None:
         self.load_master = load_master
         self.tts: Tts = tts if tts is not None else default_tts()
         self.rate = RENDER_RATE
@@ -115,8 +121,9 @@ class Renderer:
 
     def render(self, plan: Plan) -> bytes:
         """MP3 bytes (mono, RENDER_RATE, CBR) of ``plan.looped_segments()``."""
-        return encode.mp3_fast(self.render_pcm(plan), self.rate,
-                               bitrate_kbps=self.bitrate_kbps, quality=self.quality)
+        return encode.mp3_fast(
+            self.render_pcm(plan), self.rate, bitrate_kbps=self.bitrate_kbps, quality=self.quality
+        )
 
     def render_wav(self, plan: Plan) -> bytes:
         """16-bit WAV of the plan: no encoder at all (under 1 ms), for players that take WAV."""

@@ -53,10 +53,10 @@ def find_phrases(x: Float, rate: int, *, min_silence_ms: int = 350) -> list[tupl
     """Speech spans (sample start, end) of a take, in order."""
     env = levels.envelope_db(x, rate)
     threshold, _, _ = levels.speech_threshold(x, rate, env)
-    seg = AudioSegment(data=pcm.to_int16(x).tobytes(), sample_width=2, frame_rate=rate,
-                       channels=1)
-    coarse = detect_nonsilent(seg, min_silence_len=min_silence_ms, silence_thresh=threshold,
-                              seek_step=10)
+    seg = AudioSegment(data=pcm.to_int16(x).tobytes(), sample_width=2, frame_rate=rate, channels=1)
+    coarse = detect_nonsilent(
+        seg, min_silence_len=min_silence_ms, silence_thresh=threshold, seek_step=10
+    )
     per_ms = rate / 1000.0
     bounds = [(round(a * per_ms), round(b * per_ms)) for a, b in coarse]
     spans: list[tuple[int, int]] = []
@@ -76,8 +76,13 @@ def find_phrases(x: Float, rate: int, *, min_silence_ms: int = 350) -> list[tupl
 
 
 def split_take(
-    data: bytes, filename: str, script: Sequence[str] | str, *, target_lufs: float = -19.0,
-    limits: IngestLimits = DEFAULT_LIMITS, max_take_ms: int = 20 * 60_000,
+    data: bytes,
+    filename: str,
+    script: Sequence[str] | str,
+    *,
+    target_lufs: float = -19.0,
+    limits: IngestLimits = DEFAULT_LIMITS,
+    max_take_ms: int = 20 * 60_000,
     min_silence_ms: int = 350,
 ) -> list[ProcessedClip]:
     """One recording plus its script -> one ProcessedClip per script line; raises SplitError."""
@@ -93,8 +98,8 @@ def split_take(
     spans = find_phrases(x, rate, min_silence_ms=min_silence_ms)
     if len(spans) != len(lines):
         hint = (
-            "two phrases may have run together (pause under "
-            f"{min_silence_ms / 1000:g} s)" if len(spans) < len(lines)
+            f"two phrases may have run together (pause under {min_silence_ms / 1000:g} s)"
+            if len(spans) < len(lines)
             else f"a phrase may contain a pause over {min_silence_ms / 1000:g} s, or a noise"
         )
         found = _fmt_spans(spans, rate) or "none"
@@ -112,9 +117,15 @@ def split_take(
         span_ms = (round(1000 * start / rate), round(1000 * end / rate))
         try:
             clip = process(
-                piece, filename=f"{filename}#{i + 1}", original=data, original_format=fmt,
-                target_lufs=target_lufs, limits=limits, original_rate=decoded.sample_rate,
-                original_channels=decoded.channels, span_ms=span_ms,
+                piece,
+                filename=f"{filename}#{i + 1}",
+                original=data,
+                original_format=fmt,
+                target_lufs=target_lufs,
+                limits=limits,
+                original_rate=decoded.sample_rate,
+                original_channels=decoded.channels,
+                span_ms=span_ms,
             )
         except IngestError as exc:
             where = _fmt_spans([(start, end)], rate)

@@ -49,8 +49,7 @@ def _level(x: Float, rate: int, target_lufs: float) -> Int16:
     speech = levels.find_speech(x, rate)
     if speech is None:
         return np.zeros(0, dtype=np.int16)
-    y, inside = levels.trim(x, rate, speech, lead_ms=15, trail_ms=40, fade_in_ms=5,
-                            fade_out_ms=10)
+    y, inside = levels.trim(x, rate, speech, lead_ms=15, trail_ms=40, fade_in_ms=5, fade_out_ms=10)
     levelled = levels.normalize(y, rate, inside, target_lufs)
     return pcm.to_int16(y if levelled is None else levelled.samples)
 
@@ -83,10 +82,17 @@ def parse_wav_stream(data: bytes) -> tuple[Int16, int]:
 class EspeakTts:
     """espeak-ng in a subprocess (``--stdout`` WAV), levelled and cached per text (LRU)."""
 
-    def __init__(self, *, voice: str = "en-us", words_per_minute: int = 160,
-                 target_lufs: float = -19.0, executable: str = "espeak-ng",
-                 cache_size: int = 256, timeout_s: float = 10.0,
-                 fallback: Tts | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        voice: str = "en-us",
+        words_per_minute: int = 160,
+        target_lufs: float = -19.0,
+        executable: str = "espeak-ng",
+        cache_size: int = 256,
+        timeout_s: float = 10.0,
+        fallback: Tts | None = None,
+    ) -> None:
         self.voice = voice
         self.words_per_minute = words_per_minute
         self.target_lufs = target_lufs
@@ -113,11 +119,23 @@ class EspeakTts:
 
     def _synthesize(self, text: str) -> Int16:
         # Text on stdin, not argv: a Say such as "-5 dollars" must not be read as an option.
-        cmd = [self.executable, "--stdin", "--stdout", "-v", self.voice,
-               "-s", str(self.words_per_minute)]
+        cmd = [
+            self.executable,
+            "--stdin",
+            "--stdout",
+            "-v",
+            self.voice,
+            "-s",
+            str(self.words_per_minute),
+        ]
         try:
-            done = subprocess.run(cmd, input=text.encode("utf-8"), capture_output=True,
-                                  timeout=self.timeout_s, check=False)
+            done = subprocess.run(
+                cmd,
+                input=text.encode("utf-8"),
+                capture_output=True,
+                timeout=self.timeout_s,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise TtsError(f"espeak-ng could not run: {exc}") from exc
         if done.returncode != 0:
@@ -170,4 +188,3 @@ def default_tts(*, target_lufs: float = -19.0, executable: str = "espeak-ng") ->
     if EspeakTts.available(executable):
         return EspeakTts(target_lufs=target_lufs, executable=executable, fallback=placeholder)
     return placeholder
-
