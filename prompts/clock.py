@@ -21,7 +21,14 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from functools import lru_cache
 
-from prompts.numbers import ONES, TEENS, TENS, cardinal_words, ordinal_words
+from prompts.numbers import (
+    ONES,
+    ORDINAL_VOCABULARY,
+    TEENS,
+    TENS,
+    cardinal_words,
+    ordinal_words,
+)
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 MONTHS = (
@@ -45,29 +52,8 @@ PROPER_NOUNS = frozenset(WEEKDAYS + MONTHS)
 TIME_VOCABULARY: tuple[str, ...] = (
     ONES[1:] + TEENS + TENS[:4] + ("oh", "a.m.", "p.m.", "noon", "midnight")
 )
-_DAY_ORDINALS = (
-    "first",
-    "second",
-    "third",
-    "fourth",
-    "fifth",
-    "sixth",
-    "seventh",
-    "eighth",
-    "ninth",
-    "tenth",
-    "eleventh",
-    "twelfth",
-    "thirteenth",
-    "fourteenth",
-    "fifteenth",
-    "sixteenth",
-    "seventeenth",
-    "eighteenth",
-    "nineteenth",
-    "twentieth",
-    "thirtieth",
-)
+# A day of the month ends in one of these: first..twentieth, thirtieth.
+_DAY_ORDINALS = ORDINAL_VOCABULARY[:21]
 #: Every word ``date_words`` can produce for years 2000-2099 (a reminder's realistic range).
 DATE_VOCABULARY: tuple[str, ...] = (
     WEEKDAYS
