@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBIAN_PACKAGES := ffmpeg espeak-ng asterisk-core-sounds-en-wav
+DEBIAN_PACKAGES := ffmpeg espeak-ng asterisk-core-sounds-en-wav chromium
 DEMO_AT ?= 2026-12-01T16:47
 DEMO_NOW ?= 2026-11-26T09:00
 HOST ?= 127.0.0.1
@@ -12,7 +12,9 @@ PORT ?= 8080
 .PHONY: setup system-packages demo demo-render serve test lint typecheck pytest bench clean
 
 # Debian packages: ffmpeg (pydub's decoder for OGG/M4A), espeak-ng (text-to-speech stand-in for
-# phrases nobody recorded yet) and the Asterisk English prompts (a human voice for the demo and tests).
+# phrases nobody recorded yet), the Asterisk English prompts (a human voice for the demo and tests)
+# and Chromium (the console's browser tests drive it headless through Playwright; never run
+# `playwright install`, which downloads a browser of its own).
 system-packages:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from prompts.errors import PromptError
-from server import api, media, webhooks
+from server import api, api_calls, console, dispatch, health, media, webhooks
 from server.errors import ServerError
 from server.keys import reminders_key, runtime_key
-from server.reminders import ReminderStore
+from server.reminders import DryRunReminderStore, ReminderStore
 from server.runtime import Runtime, open_runtime
 from server.settings import Settings
 from voicebank.errors import VoiceBankError
@@ -48,24 +48,38 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
-def create_app(settings: Settings, *, runtime: Runtime | None = None) -> web.Application:
-    """Build the app. Pass ``runtime`` to share an already-open one (tests, one process)."""
+def create_app(
+    settings: Settings,
+    *,
+    runtime: Runtime | None = None,
+    worker: bool = False,
+    dry_run: bool = False,
+) -> web.Application:
+    """Build the app. Pass ``runtime`` to share an already-open one (tests, one process);
+    ``worker`` runs a dispatcher in the process (``serve`` unless ``--no-worker``); ``dry_run``
+    answers webhooks without recording anything (``voiceprompt twiml``)."""
+    store_class = DryRunReminderStore if dry_run else ReminderStore
     app = web.Application(middlewares=[api_errors], client_max_size=64 * 1024 * 1024)
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         if runtime is not None:
             app[runtime_key] = runtime
-            app[reminders_key] = ReminderStore(runtime.engine)
+            app[reminders_key] = store_class(runtime.engine)
             yield
             return
         async with open_runtime(settings) as rt:
             app[runtime_key] = rt
-            app[reminders_key] = ReminderStore(rt.engine)
+            app[reminders_key] = store_class(rt.engine)
             yield
 
     app.cleanup_ctx.append(runtime_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/media/{key:.+}", media.media)
     app.add_routes(api.routes)
+    app.add_routes(api_calls.routes)
     webhooks.setup(app, settings)
+    health.setup(app, settings, record=not dry_run)
+    console.setup(app, settings)
+    if worker:
+        dispatch.setup(app, settings)
     return app

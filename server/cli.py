@@ -108,12 +108,24 @@ def db_upgrade(settings: Settings, revision: str) -> None:
 
 def _register() -> None:
     # Sub-command modules import this one; register them after `main` exists.
-    from server import cli_bank, cli_preview, cli_serve, cli_tenant
+    from server import (
+        cli_bank,
+        cli_calls,
+        cli_preview,
+        cli_serve,
+        cli_storage,
+        cli_tenant,
+        cli_twiml,
+    )
 
+    cli_storage.register(cli_bank.bank)
     main.add_command(cli_bank.bank)
     main.add_command(cli_tenant.tenant)
     main.add_command(cli_preview.preview)
     main.add_command(cli_serve.serve)
+    main.add_command(cli_twiml.twiml_cmd)
+    for command in cli_calls.COMMANDS:
+        main.add_command(command)
 
 
 _register()

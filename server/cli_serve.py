@@ -41,14 +41,15 @@ def _banner(settings: Settings, host: str, port: int) -> str:
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--no-worker", is_flag=True, help="Do not dial reminders in this process.")
 @pass_settings
-def serve(settings: Settings, host: str, port: int) -> None:
-    """Run the web service Twilio talks to (and the API)."""
+def serve(settings: Settings, host: str, port: int, no_worker: bool) -> None:
+    """Run the web service Twilio talks to (and the API), with one dialing worker."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        app = create_app(settings)
+        app = create_app(settings, worker=not no_worker)
     except Exception as exc:  # noqa: BLE001 - one clear line at start
         raise Fail(str(exc)) from None
     click.echo(_banner(settings, host, port))

@@ -12,7 +12,6 @@ from server.runtime import open_runtime
 from server.settings import Settings
 from server.tenants import AMD_MODES, Tenant
 
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 

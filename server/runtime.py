@@ -30,6 +30,13 @@ def media_base_url(settings: Settings) -> str:
 
 
 def make_storage(settings: Settings) -> Storage:
+    if settings.resolved_storage.startswith("s3://"):
+        # Without a CDN, S3 objects are fetched from the bucket's own URL, not from /media/.
+        return open_storage(
+            settings.resolved_storage,
+            media_base_url=settings.media_base_url,
+            s3_endpoint_url=settings.s3_endpoint_url,
+        )
     return open_storage(settings.resolved_storage, media_base_url=media_base_url(settings))
 
 

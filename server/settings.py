@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from server.errors import ConfigError
 
@@ -29,9 +30,23 @@ class Settings:
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_api_url: str | None = None
+    twilio_timeout: float = 10.0
+    api_log_days: int = 14
+    # Test-only crash points of the dialer, (point, probability) pairs; VOICEPROMPT_ENV=test only.
+    test_crash: tuple[tuple[str, float], ...] = ()
     default_voice: str = "allison"
     target_lufs: float = -19.0
     validate_signatures: bool = True
+    # Fetch checks of clip URLs (server/health.py): every check_interval seconds (0 = never);
+    # a webhook checks afresh a clip whose last check is older than check_max_age.
+    check_interval: float = 3600.0
+    check_max_age: float = 86400.0
+    check_concurrency: int = 32
+    # Slurping tenant-hosted audio (voicebank/slurp.py). allow_private lets the API fetch from
+    # loopback and private networks (development and tests); the CLI always may.
+    slurp_max_bytes: int = 20 * 1024 * 1024
+    slurp_timeout: float = 10.0
+    slurp_allow_private: bool = False
 
     @property
     def resolved_database_url(self) -> str:
@@ -93,11 +108,24 @@ class Settings:
         if validate not in ("true", "false", "1", "0", "yes", "no"):
             raise ConfigError(f"VOICEPROMPT_VALIDATE_SIGNATURES={validate!r} is not true or false")
         validate_signatures = validate in ("true", "1", "yes")
-        if not validate_signatures and mode == "production":
+        if not validate_signatures and mode != "development":
             raise ConfigError(
                 "VOICEPROMPT_VALIDATE_SIGNATURES=false is only allowed when "
                 "VOICEPROMPT_ENV=development"
             )
+        timeout_text = get("VOICEPROMPT_TWILIO_TIMEOUT") or "10"
+        try:
+            twilio_timeout = float(timeout_text)
+        except ValueError:
+            raise ConfigError(
+                f"VOICEPROMPT_TWILIO_TIMEOUT={timeout_text!r} is not a number"
+            ) from None
+        if not 0 < twilio_timeout <= 120:
+            raise ConfigError(f"VOICEPROMPT_TWILIO_TIMEOUT={timeout_text!r} must be 0-120 seconds")
+        days_text = get("VOICEPROMPT_API_LOG_DAYS") or "14"
+        if not days_text.isdigit() or int(days_text) < 1:
+            raise ConfigError(f"VOICEPROMPT_API_LOG_DAYS={days_text!r} must be a whole number >= 1")
+        test_crash = _crash_points(get("VOICEPROMPT_TEST_CRASH"), mode)
         allow = get("VOICEPROMPT_DIAL_ALLOWLIST") or ""
         public_url = (get("VOICEPROMPT_PUBLIC_URL") or cls.public_url).rstrip("/")
         if not public_url.startswith(("http://", "https://")):
@@ -116,10 +144,64 @@ class Settings:
             twilio_account_sid=get("TWILIO_ACCOUNT_SID"),
             twilio_auth_token=get("TWILIO_AUTH_TOKEN"),
             twilio_api_url=get("VOICEPROMPT_TWILIO_API_URL"),
+            twilio_timeout=twilio_timeout,
+            api_log_days=int(days_text),
+            test_crash=test_crash,
             default_voice=get("VOICEPROMPT_VOICE") or cls.default_voice,
             target_lufs=lufs,
             validate_signatures=validate_signatures,
+            **_voicebank_settings(get),
         )
+
+
+def _crash_points(text: str | None, mode: str) -> tuple[tuple[str, float], ...]:
+    """ "after_request=0.02,before_request=0.01" -> pairs; refused outside the test environment."""
+    if not text:
+        return ()
+    if mode != "test":
+        raise ConfigError("VOICEPROMPT_TEST_CRASH is only allowed when VOICEPROMPT_ENV=test")
+    points = []
+    for item in text.split(","):
+        name, _, prob = item.strip().partition("=")
+        try:
+            p = float(prob)
+        except ValueError:
+            p = -1.0
+        if not name or not 0 <= p <= 1:
+            raise ConfigError(f"VOICEPROMPT_TEST_CRASH item {item!r} is not point=probability")
+        points.append((name, p))
+    return tuple(points)
+
+
+def _voicebank_settings(get: Callable[[str], str | None]) -> dict[str, Any]:
+    """Fetch-check and slurp settings (VOICEPROMPT_CHECK_*, VOICEPROMPT_SLURP_*)."""
+
+    def number(name: str, default: float, *, low: float, high: float) -> float:
+        text = get(name)
+        if text is None:
+            return default
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"{name}={text!r} is not a number") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name}={text!r} is outside {low:g}..{high:g}")
+        return value
+
+    allow = (get("VOICEPROMPT_SLURP_ALLOW_PRIVATE") or "false").lower()
+    if allow not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"VOICEPROMPT_SLURP_ALLOW_PRIVATE={allow!r} is not true or false")
+    day = 86400.0
+    return {
+        "check_interval": number("VOICEPROMPT_CHECK_INTERVAL", 3600, low=0, high=30 * day),
+        "check_max_age": number("VOICEPROMPT_CHECK_MAX_AGE", day, low=1, high=365 * day),
+        "check_concurrency": int(number("VOICEPROMPT_CHECK_CONCURRENCY", 32, low=1, high=512)),
+        "slurp_max_bytes": int(
+            number("VOICEPROMPT_SLURP_MAX_MB", 20, low=0.001, high=200) * 1024 * 1024
+        ),
+        "slurp_timeout": number("VOICEPROMPT_SLURP_TIMEOUT", 10, low=0.1, high=300),
+        "slurp_allow_private": allow in ("true", "1", "yes"),
+    }
 
 
 def _mask_password(url: str) -> str:

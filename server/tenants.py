@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from prompts.errors import PromptError
 from prompts.template import validate_template
 from server.errors import NotFound, ValidationError
+from server.schedule import DAY_MINUTES, parse_clock
 from server.schema import tenants
 
 AMD_MODES = ("off", "enable", "detect-message-end")
@@ -35,6 +36,13 @@ DEFAULT_VOICEMAIL_TEMPLATE = (
 )
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _DIGIT = re.compile(r"^[0-9*#]$")
+# Inclusive bounds of the whole-minute scheduling fields.
+MINUTE_FIELDS = {
+    "call_lead_minutes": (0, 30 * DAY_MINUTES),
+    "retry_delay_minutes": (1, 7 * DAY_MINUTES),
+    "max_attempts": (1, 10),
+    "min_spacing_minutes": (0, 7 * DAY_MINUTES),
+}
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,14 @@ class Tenant:
     digit_cancel: str | None = "5"
     digit_contact: str | None = "9"
     digit_repeat: str | None = "*"
+    # When to call (server/schedule.py): from this long before the appointment, within these
+    # local hours, with this retry policy and gap between any two calls to one number.
+    call_lead_minutes: int = 1440
+    calling_hours_start: str = "08:00"
+    calling_hours_end: str = "20:00"
+    retry_delay_minutes: int = 30
+    max_attempts: int = 2
+    min_spacing_minutes: int = 60
 
     @property
     def zone(self) -> ZoneInfo:
@@ -113,9 +129,11 @@ def validate(tenant: Tenant) -> Tenant:
         raise ValidationError(
             f"amd_mode {tenant.amd_mode!r} must be one of {', '.join(AMD_MODES)}", "amd_mode"
         )
-    if not re.fullmatch(r"[0-9*#wW]{1,8}", tenant.beep_digit):
+    # The TwiML view plays at most 4 keys (w = half a second of silence) and needs one real key.
+    if not re.fullmatch(r"[0-9*#wW]{1,4}", tenant.beep_digit) or not tenant.beep_digit.strip("wW"):
         raise ValidationError(
-            f"beep_digit {tenant.beep_digit!r} must be DTMF digits (0-9, *, #, w)", "beep_digit"
+            f"beep_digit {tenant.beep_digit!r} must be 1-4 DTMF keys (0-9, *, #, w for a pause)",
+            "beep_digit",
         )
     seen: dict[str, str] = {}
     for name in ("digit_confirm", "digit_cancel", "digit_contact", "digit_repeat"):
@@ -132,12 +150,35 @@ def validate(tenant: Tenant) -> Tenant:
             validate_template(getattr(tenant, name))
         except PromptError as exc:
             raise ValidationError(f"{name}: {exc}", name) from None
+    _validate_schedule(tenant)
     if "press" in tenant.template_voicemail.lower():
         raise ValidationError(
             "template_voicemail must not ask to press a key: an answering machine cannot",
             "template_voicemail",
         )
     return replace(tenant, region=region, caller_id=caller_id)
+
+
+def _validate_schedule(tenant: Tenant) -> None:
+    for name, (low, high) in MINUTE_FIELDS.items():
+        value = getattr(tenant, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValidationError(f"{name} must be a whole number from {low} to {high}", name)
+    bounds = []
+    for name in ("calling_hours_start", "calling_hours_end"):
+        value = getattr(tenant, name)
+        try:
+            if not isinstance(value, str):
+                raise ValueError(f"{value!r} is not a time like 08:00")
+            bounds.append(parse_clock(value, allow_end_of_day=name == "calling_hours_end"))
+        except ValueError as exc:
+            raise ValidationError(f"{name}: {exc}", name) from None
+    if bounds[0] >= bounds[1]:
+        raise ValidationError(
+            f"calling_hours_end {tenant.calling_hours_end!r} must be after "
+            f"calling_hours_start {tenant.calling_hours_start!r}",
+            "calling_hours_end",
+        )
 
 
 def normalize_phone(number: str, region: str, *, field: str = "to") -> str:
