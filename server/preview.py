@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from voicebank.render import Renderer
-from voicebank.tts import default_tts
-
 from prompts.models import ClipSegment, PauseSegment, Plan, SaySegment
 from server.runtime import Runtime
+from voicebank.render import Renderer
+from voicebank.tts import default_tts
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
