@@ -15,7 +15,7 @@ from aiohttp import web
 from server.auth import Principal, authenticate
 from server.errors import ValidationError
 from server.keys import reminders_key, runtime_key
-from server.tenants import EDITABLE, Tenant
+from server.tenants import EDITABLE, MINUTE_FIELDS, Tenant
 
 routes = web.RouteTableDef()
 # Tenant fields that may be null (no caller ID, a menu key switched off); the rest are strings.
@@ -51,12 +51,14 @@ def _tenant_fields(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
     for name in out:
         if name not in allowed:
             raise ValidationError(f"unknown field {name!r}", name)
-    if "loops" in out and (isinstance(out["loops"], bool) or not isinstance(out["loops"], int)):
-        raise ValidationError("loops must be an integer from 1 to 3", "loops")
+    integers = {"loops", *MINUTE_FIELDS}
+    for name in integers & set(out):
+        if isinstance(out[name], bool) or not isinstance(out[name], int):
+            raise ValidationError(f"{name} must be a whole number", name)
     if "skip_to_beep" in out and not isinstance(out["skip_to_beep"], bool):
         raise ValidationError("skip_to_beep must be true or false", "skip_to_beep")
     for name, value in out.items():
-        if name in ("loops", "skip_to_beep") or isinstance(value, str):
+        if name in integers or name == "skip_to_beep" or isinstance(value, str):
             continue
         if value is None and name in NULLABLE:
             continue

@@ -277,6 +277,11 @@ _FIELDS = ("status", "outcome", "call_sid", "answered_by")
 
 def _apply(row: dict[str, Any], options: Mapping[str, Any]) -> bool:
     """One event's changes to a reminder's fields (``row``), by ``record``'s rules."""
+    if options.get("call_sid") and row["status"] == "pending" and row.get("attempts"):
+        # Put back to pending for a retry, the reminder has no live call (its CallSid was
+        # cleared): a late callback of the previous attempt must not revive it, or the retry
+        # would never be dialed.
+        return False
     changes = {k: options[k] for k in ("call_sid", "answered_by") if options.get(k)}
     changes.update({k: options[k] for k in ("status", "outcome") if options.get(k) is not None})
     keep: frozenset[str] = options.get("keep_decisive") or frozenset()
@@ -311,9 +316,9 @@ async def _write_events(conn: AsyncConnection, events: Sequence[EventArgs]) -> N
     ids = {rid for rid, _, _, options in events if any(options.get(k) for k in _FIELDS)}
     if not ids:
         return
-    query = sa.select(reminders.c.id, *(reminders.c[k] for k in _FIELDS)).where(
-        reminders.c.id.in_(ids)
-    )
+    query = sa.select(
+        reminders.c.id, reminders.c.attempts, *(reminders.c[k] for k in _FIELDS)
+    ).where(reminders.c.id.in_(ids))
     rows = {r.id: dict(r._mapping) for r in await conn.execute(query.with_for_update())}
     changed = {rid for rid, _, _, options in events if rid in rows and _apply(rows[rid], options)}
     if changed:
@@ -321,7 +326,7 @@ async def _write_events(conn: AsyncConnection, events: Sequence[EventArgs]) -> N
             reminders.update()
             .where(reminders.c.id == sa.bindparam("b_id"))
             .values({**{k: sa.bindparam(f"b_{k}") for k in _FIELDS}, "updated_at": now}),
-            [{f"b_{k}": v for k, v in rows[rid].items()} for rid in sorted(changed)],
+            [{"b_id": rid, **{f"b_{k}": rows[rid][k] for k in _FIELDS}} for rid in sorted(changed)],
         )
 
 

@@ -366,3 +366,13 @@ async def test_a_tenant_key_cannot_read_or_change_another_tenant(env: Env) -> No
 async def test_a_beep_digit_longer_than_the_views_take_is_refused(env: Env) -> None:
     status, body = await env.api("PATCH", "/api/tenants/smile", json={"beep_digit": "1w2w3"})
     assert_error(status, body, 422, "beep_digit")
+
+
+async def test_scheduling_minutes_are_numbers_in_the_api(env: Env) -> None:
+    status, body = await env.api(
+        "PATCH", "/api/tenants/smile", json={"retry_delay_minutes": 45, "max_attempts": 3}
+    )
+    assert status == 200, body
+    assert (body["retry_delay_minutes"], body["max_attempts"]) == (45, 3)
+    status, body = await env.api("PATCH", "/api/tenants/smile", json={"max_attempts": "3"})
+    assert_error(status, body, 422, "max_attempts")

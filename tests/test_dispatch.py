@@ -421,6 +421,7 @@ async def test_log_route_is_scoped_to_the_tenant(world, aiohttp_client, tmp_path
         assert (await get(f"/api/reminders/{rid}/log", None)).status == 401
         assert (await get("/api/reminders/9999/log", ADMIN)).status == 404
         assert (await get("/api/reminders/x/log", ADMIN)).status == 404
+        await client.close()
 
 
 async def test_the_app_runs_one_dispatcher_when_asked(world, aiohttp_client, tmp_path):
@@ -428,14 +429,17 @@ async def test_the_app_runs_one_dispatcher_when_asked(world, aiohttp_client, tmp
     url = world.engine.url.render_as_string(hide_password=False)
     settings = replace(world.settings, data_dir=tmp_path, database_url=url)
     async with open_runtime(settings, migrate=False) as rt:
-        await aiohttp_client(create_app(settings, runtime=rt, worker=False))
+        plain = await aiohttp_client(create_app(settings, runtime=rt, worker=False))
         await asyncio.sleep(0.3)
         assert world.fake.posts() == []  # no worker unless asked
-        await aiohttp_client(create_app(settings, runtime=rt, worker=True))
+        dialing = await aiohttp_client(create_app(settings, runtime=rt, worker=True))
         for _ in range(100):
             if (await world.row(rid)).call_sid:
                 break
             await asyncio.sleep(0.05)
+        # Stop the apps (and the dispatcher) while the runtime's engine is still open.
+        await dialing.close()
+        await plain.close()
     row = await world.row(rid)
     assert row.call_sid in world.fake.calls and len(world.fake.posts()) == 1
 
