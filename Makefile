@@ -33,12 +33,21 @@ $(BIN)/voiceprompt: pyproject.toml
 
 setup: system-packages $(BIN)/voiceprompt
 
-demo: demo-render serve
+demo: demo-render
+	@echo "Console: sign in at http://$(HOST):$(PORT)/ with the admin token in var/demo/admin-token"
+	VOICEPROMPT_ADMIN_TOKEN="$${VOICEPROMPT_ADMIN_TOKEN:-$$(cat var/demo/admin-token)}" \
+	  $(BIN)/voiceprompt serve --host $(HOST) --port $(PORT)
 
+# Import the Asterisk voice, create the demo tenant and one reminder (once), render its MP3, and
+# make a random admin token for the console (kept in var/, never committed).
 demo-render: setup
 	$(BIN)/voiceprompt db upgrade
 	$(BIN)/voiceprompt bank import-asterisk
 	$(BIN)/voiceprompt tenant create demo --name "Smile Dental" --timezone America/New_York --if-missing
+	@mkdir -p var/demo
+	@[ -s var/demo/admin-token ] || $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(24))" > var/demo/admin-token
+	@[ -s var/demo/reminder-created ] || { $(BIN)/voiceprompt remind --tenant demo --to "+1 415 555 0134" \
+	  --at $(DEMO_AT) --provider "Doctor Benedict" > var/demo/reminder-created && cat var/demo/reminder-created; }
 	$(BIN)/voiceprompt preview --tenant demo --at $(DEMO_AT) --provider "Doctor Benedict" \
 	  --now $(DEMO_NOW) --out var/demo/reminder.mp3
 

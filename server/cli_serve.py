@@ -21,15 +21,17 @@ def _banner(settings: Settings, host: str, port: int) -> str:
         "",
         "Try:",
         f"  curl {local}/healthz",
-        f"  curl -H 'Authorization: Bearer $VOICEPROMPT_ADMIN_TOKEN' {local}/api/tenants",
+        f"  {local}/                                 (the web console: sign in with the admin token)",
+        f'  curl -H "Authorization: Bearer $VOICEPROMPT_ADMIN_TOKEN" {local}/api/tenants',
         "  voiceprompt twiml --reminder 1            (the answer Twilio would get, no server)",
         "",
         "Twilio must reach this server: expose it with a tunnel (e.g. `ngrok http "
         f"{port}` or `cloudflared tunnel --url {local}`), then set",
         "  VOICEPROMPT_PUBLIC_URL=https://<your-tunnel-host>   (signatures are checked against it)",
         "  TWILIO_AUTH_TOKEN=<your auth token>",
-        f"and use {public}/twilio/voice/<reminder id> as the call's answer URL and "
-        f"{public}/twilio/status?reminder=<id> as its status callback.",
+        f"and calls use {public}/twilio/voice/<reminder id> as their answer URL and "
+        f"{public}/twilio/status?reminder=<id> as their status callback "
+        "(built from VOICEPROMPT_PUBLIC_URL; `voiceprompt call --reminder ID` dials one).",
     ]
     if not settings.twilio_auth_token and settings.validate_signatures:
         lines.append("note: TWILIO_AUTH_TOKEN is not set, so every Twilio webhook gets 403.")
