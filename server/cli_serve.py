@@ -21,7 +21,7 @@ def _banner(settings: Settings, host: str, port: int) -> str:
         "",
         "Try:",
         f"  curl {local}/healthz",
-        f"  {local}/                                 (the web console: sign in with the admin token)",
+        f"  {local}/   (the web console: sign in with the admin token)",
         f'  curl -H "Authorization: Bearer $VOICEPROMPT_ADMIN_TOKEN" {local}/api/tenants',
         "  voiceprompt twiml --reminder 1            (the answer Twilio would get, no server)",
         "",
