@@ -46,9 +46,12 @@ def _progress() -> Progress:
 def _print_report(report: ImportReport, what: str) -> None:
     for r in report.rejected:
         click.echo(f"rejected {r.error}", err=True)
+    skipped = (
+        f", {len(report.skipped)} skipped (same words as another file)" if report.skipped else ""
+    )
     click.echo(
         f"{what}: {len(report.added)} added, {len(report.unchanged)} unchanged, "
-        f"{len(report.rejected)} rejected"
+        f"{len(report.rejected)} rejected{skipped}"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,20 @@ def test_storage_keys_are_content_addressed_and_stay_inside(tmp_path):
 async def test_unknown_clip_id(catalogue):
     with pytest.raises(CatalogueError, match="no clip with id 99"):
         await catalogue.get_clip(99)
+
+
+async def test_two_files_with_the_same_words_import_once_and_reruns_are_stable(catalogue):
+    transcripts = read_transcript_file(TRANSCRIPT_PLACES[0])
+    entries = [
+        e
+        for e in find_sounds(DEFAULT_SOUNDS, transcripts)
+        if e.name in ("auth-thankyou", "digits/7")
+    ]
+    # A second file that says "Thank you." too (the pack has several such pairs).
+    twin = replace(entries[0], name="zz-thank-you-again")
+    first = await import_sounds(catalogue, "allison", [*entries, twin])
+    assert len(first.added) == 2
+    assert [r.skipped for r in first.skipped] == ["same words as auth-thankyou.wav"]
+    again = await import_sounds(catalogue, "allison", [*entries, twin])
+    assert not again.added and len(again.unchanged) == 2 and len(again.skipped) == 1
+    assert len(await catalogue.list_clips("allison", include_replaced=True)) == 2

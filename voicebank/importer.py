@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prompts.models import Variant
+from prompts.text import normalize
 from voicebank.asterisk import SoundEntry
 from voicebank.catalogue import Catalogue, ClipRecord
 from voicebank.errors import VoiceBankError
@@ -32,6 +33,8 @@ class FileResult:
     clip: ClipRecord | None = None
     error: str | None = None
     unchanged: bool = False
+    # Not imported on purpose, e.g. "same words as digits/1.wav" (not an error).
+    skipped: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -44,7 +47,11 @@ class ImportReport:
 
     @property
     def added(self) -> list[FileResult]:
-        return [r for r in self.results if r.ok and not r.unchanged]
+        return [r for r in self.results if r.ok and not r.unchanged and not r.skipped]
+
+    @property
+    def skipped(self) -> list[FileResult]:
+        return [r for r in self.results if r.skipped]
 
     @property
     def unchanged(self) -> list[FileResult]:
@@ -118,14 +125,29 @@ async def import_sounds(
     target_lufs: float = -19.0,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """Import an Asterisk-style pack: one clip per sound file, re-runs skip unchanged files."""
+    """Import an Asterisk-style pack: one clip per sound file, re-runs skip unchanged files.
+
+    When two files say the same words, the first (in name order) is the take: importing both
+    would make each replace the other on every re-run.
+    """
     report = ImportReport()
+    first: dict[str, str] = {}
     for entry in entries:
+        filename = f"{entry.name}{entry.path.suffix}"
+        words = normalize(entry.transcript)
+        if words in first:
+            report.results.append(
+                FileResult(filename, entry.transcript, skipped=f"same words as {first[words]}")
+            )
+            if progress:
+                progress(entry.name)
+            continue
+        first[words] = filename
         data = await asyncio.to_thread(entry.path.read_bytes)
         result = await add_file(
             catalogue,
             voice_id,
-            f"{entry.name}{entry.path.suffix}",
+            filename,
             data,
             entry.transcript,
             source="asterisk",
