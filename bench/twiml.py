@@ -59,6 +59,7 @@ from server.schema import reminder_events
 from server.settings import Settings
 from server.signature import SIGNATURE_HEADER, sign
 from server.tenants import Tenant
+from tests.fleet import fresh_database
 from voicebank.asterisk import DEFAULT_SOUNDS, find_transcript_file, read_transcript_file
 from voicebank.ingest import ingest_bytes
 
@@ -104,30 +105,15 @@ def postgres(admin_url: str) -> Iterator[str]:
     if not admin_url:
         yield ""
         return
-    import asyncpg  # type: ignore[import-untyped]
-
-    dsn = admin_url.replace("postgresql+asyncpg://", "postgresql://")
-    name = f"vp_bench_{os.getpid()}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
 
     async def migrate(url: str) -> None:
         engine = create_engine(url)
         await upgrade(engine)
         await engine.dispose()
 
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        url = f"{dsn.rsplit('/', 1)[0]}/{name}"
+    with fresh_database(admin_url, Path(tempfile.gettempdir())) as url:
         asyncio.run(migrate(url))
         yield url
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def bench_env(data_dir: Path, port: int) -> dict[str, str]:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,35 +18,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.db import create_engine, upgrade
 from server.schema import metadata
 from server.settings import Settings
+from tests.fleet import fresh_database
 
 PG_URL = os.environ.get("VOICEPROMPT_TEST_POSTGRES_URL", "")
 
 
-def _pg_admin_dsn() -> str:
-    return PG_URL.replace("postgresql+asyncpg://", "postgresql://")
-
-
 @pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped at the end."""
+def pg_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session, dropped at the end."""
     if not PG_URL:
         pytest.skip("VOICEPROMPT_TEST_POSTGRES_URL is not set")
-    name = f"vp_test_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(_pg_admin_dsn())
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    base = _pg_admin_dsn().rsplit("/", 1)[0]
-    url = f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
-    engine = create_engine(url)
-    asyncio.run(_migrate_and_dispose(engine))
-    yield url
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_database(PG_URL, tmp_path_factory.mktemp("db")) as url:
+        asyncio.run(_migrate_and_dispose(create_engine(url)))
+        yield url
 
 
 async def _migrate_and_dispose(engine: AsyncEngine) -> None:
