@@ -1,7 +1,8 @@
 """TwiML views: a Plan (clip URLs, pauses, stop-gap text) in, a ``text/xml`` string out.
 
-Built with the official ``VoiceResponse`` helper, except ``fallback_twiml`` which is assembled by
-hand so that it cannot fail. Every string starts exactly with ``XML_DECLARATION``.
+Written with ``server.twiml_doc`` (the same bytes as twilio's ``VoiceResponse`` helper, in a
+fraction of its time), except ``fallback_twiml`` which is assembled by hand so that it cannot
+fail. Every string starts exactly with ``XML_DECLARATION``.
 
 Decisions, with the reasons:
 
@@ -34,9 +35,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 from xml.sax.saxutils import escape
 
-from twilio.twiml.voice_response import Gather, VoiceResponse
-
 from prompts.models import ClipSegment, PauseSegment, Plan, SaySegment, Segment
+from server.twiml_doc import XML_DECLARATION, Element, Response
 
 __all__ = [
     "DEFAULT_LANGUAGE",
@@ -56,7 +56,6 @@ __all__ = [
     "voicemail_twiml",
 ]
 
-XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
 # Twilio refuses documents over 64 kB (error 11750); stay a little under the round number.
 MAX_TWIML_BYTES = 64_000
 # Polly voices take at most 3000 characters per <Say> (basic 4096, Google 5000): the smallest wins.
@@ -191,7 +190,7 @@ def _say_chunks(text: str, limit: int = SAY_MAX_CHARS) -> list[str]:
     return chunks
 
 
-def _emit(target: VoiceResponse | Gather, verbs: Iterable[_Verb], opts: ViewOptions) -> None:
+def _emit(target: Element, verbs: Iterable[_Verb], opts: ViewOptions) -> None:
     for verb in verbs:
         if isinstance(verb, _Play):
             target.play(_clean(verb.url))
@@ -241,10 +240,8 @@ def _say(text: str) -> tuple[Segment, ...]:
 # --- documents ----------------------------------------------------------------------------------
 
 
-def _render(resp: VoiceResponse) -> str:
-    doc = str(resp)
-    assert doc.startswith(XML_DECLARATION), "the helper changed its declaration"
-    return doc
+def _render(resp: Response) -> str:
+    return str(resp)
 
 
 def _fits(doc: str) -> bool:
@@ -259,7 +256,7 @@ def _first_fitting(forms: Iterable[Callable[[], str]], fallback: Callable[[], st
     return fallback()
 
 
-def _skip_tone(resp: VoiceResponse, opts: ViewOptions) -> None:
+def _skip_tone(resp: Response, opts: ViewOptions) -> None:
     if opts.skip_to_beep:
         resp.play(digits=opts.skip_digit)
         if opts.skip_settle_s:
@@ -267,7 +264,7 @@ def _skip_tone(resp: VoiceResponse, opts: ViewOptions) -> None:
 
 
 def _ending(body: tuple[Segment, ...], opts: ViewOptions, *, tone: bool = False) -> str:
-    resp = VoiceResponse()
+    resp = Response()
     if tone:
         _skip_tone(resp, opts)
     _emit(resp, _verbs(body), opts)
@@ -278,18 +275,20 @@ def _ending(body: tuple[Segment, ...], opts: ViewOptions, *, tone: bool = False)
 def _gathering(body: tuple[Segment, ...], opts: ViewOptions, *, tone: bool = False) -> str:
     if not (opts.action_url and opts.noinput_url):
         raise ValueError("a menu view needs action_url and noinput_url (see for_reminder)")
-    resp = VoiceResponse()
+    resp = Response()
     if tone:
         _skip_tone(resp, opts)
     # finishOnKey="" makes "#" an ordinary key: with the default "#", pressing it would end the
     # Gather with no digits, and a tenant that uses "#" in its menu would never see it.
     gather = resp.gather(
-        input="dtmf",
-        num_digits=1,
-        action=_clean(opts.action_url),
-        method="POST",
-        timeout=opts.gather_timeout_s,
-        finish_on_key="",
+        {
+            "input": "dtmf",
+            "numDigits": 1,
+            "action": _clean(opts.action_url),
+            "method": "POST",
+            "timeout": opts.gather_timeout_s,
+            "finishOnKey": "",
+        }
     )
     _emit(gather, _verbs(body), opts)
     # Reached only when the Gather times out: Twilio skips verbs after it once a key is pressed.
@@ -350,7 +349,7 @@ def say_and_hangup(prompt: Prompt, opts: ViewOptions | None = None) -> str:
 
 
 def hangup_twiml() -> str:
-    resp = VoiceResponse()
+    resp = Response()
     resp.hangup()
     return _render(resp)
 

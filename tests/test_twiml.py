@@ -338,3 +338,68 @@ def test_views_escape_text_and_urls():
     root = parse(doc)
     assert plays(root)[0] == "https://m.example/a.mp3?x=1&y=<2>"
     assert root.find(".//Say").text == "Tom & Jerry <3 Press 1."  # type: ignore[union-attr]
+
+
+# --- the writer against twilio's own helper ------------------------------------------------------
+
+
+def _helper(build):  # type: ignore[no-untyped-def]
+    """The same document built with twilio's VoiceResponse (the reference for the writer)."""
+    from twilio.twiml.voice_response import VoiceResponse
+
+    resp = VoiceResponse()
+    build(resp)
+    return str(resp)
+
+
+ODD = 'Dr. <O\'Brien> & "Sons"\tRoom\r\n5 — café'
+
+
+def test_writer_matches_twilio_helper_byte_for_byte():
+    from server.twiml_doc import Response
+
+    def ours(r):  # type: ignore[no-untyped-def]
+        r.play(digits="#")
+        r.pause(length=1)
+        g = r.gather(
+            {
+                "input": "dtmf",
+                "numDigits": 1,
+                "action": f"/g?x=1&y={ODD}",
+                "method": "POST",
+                "timeout": 5,
+                "finishOnKey": "",
+            }
+        )
+        g.play(f"{BASE}a&b.mp3")
+        g.say(ODD, voice="Polly.Joanna", language="en-US")
+        g.say("plain", language="es-MX")
+        g.pause(length=2)
+        r.redirect("/g?a=1&b=2", method="POST")
+        r.say("")
+        r.hangup()
+
+    def theirs(r):  # type: ignore[no-untyped-def]
+        r.play(digits="#")
+        r.pause(length=1)
+        g = r.gather(
+            input="dtmf",
+            num_digits=1,
+            action=f"/g?x=1&y={ODD}",
+            method="POST",
+            timeout=5,
+            finish_on_key="",
+        )
+        g.play(f"{BASE}a&b.mp3")
+        g.say(ODD, voice="Polly.Joanna", language="en-US")
+        g.say("plain", language="es-MX")
+        g.pause(length=2)
+        r.redirect("/g?a=1&b=2", method="POST")
+        r.say("")
+        r.hangup()
+
+    mine = Response()
+    ours(mine)
+    assert str(mine) == _helper(theirs)
+    empty = Response()
+    assert str(empty) == _helper(lambda r: None)
