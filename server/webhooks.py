@@ -273,11 +273,14 @@ async def voice(request: web.Request) -> web.Response:
         result = step(keypress_config(call.tenant), CallState(), Answered(answered_by))
         tone = call.tenant.skip_to_beep and greeting_may_be_playing(answered_by, result)
         body = await _answer_for(request, call, result, tone=tone)
+        sid = params.get("CallSid")
         request.app[outbox_key].add(
             rid,
             "answered",
             {"answered_by": answered_by, "action": result.action.value},
-            call_sid=params.get("CallSid"),
+            call_sid=sid,
+            # A call is answered once: a repeated request for the call URL is not a new event.
+            dedupe_key=f"answered:{sid}:{rid}" if sid else None,
             answered_by=answered_by,
             status=result.outcome.value if result.outcome else "in_progress",
             outcome=result.outcome.value if result.outcome else None,

@@ -21,6 +21,7 @@ import pytest
 import server.outbox
 import server.webhooks
 from server.health import LOCAL_TTL_S, guard_key
+from server.outbox import Outbox, running
 from server.reminders import Reminder
 from server.signature import sign
 from server.tenants import AMD_MODES
@@ -215,6 +216,11 @@ async def test_the_same_call_url_request_twice_gets_the_same_answer(
     first = await env.webhook(voice_path(reminder.id), call("human"))
     again = await env.webhook(voice_path(reminder.id), call("human"))
     assert await first.read() == await again.read()
+    # One call, one "answered" event; another call for the same reminder is another event.
+    other = "CA" + "f" * 32
+    await env.webhook(voice_path(reminder.id), call("human", other))
+    answered = await env.events(reminder.id, "answered")
+    assert [e.call_sid for e in answered] == ["CA00000000000000000000000000000001", other]
 
 
 async def test_an_unknown_reminder_gets_an_apology_not_an_error(env: Env) -> None:
@@ -614,6 +620,31 @@ async def test_the_outbox_writes_in_batches_and_drops_only_what_cannot_be_writte
     assert len(await env.events(reminder.id, "status")) == 1
     assert [e.detail for e in await env.events(other.id, "note")] == [{"n": 4}]
     assert (await env.fetch(other.id)).status == "in_progress"
+
+
+async def test_the_outbox_groups_events_and_stops_at_shutdown(env: Env, reminder: Reminder) -> None:
+    outbox = Outbox(env.store)
+    writes: list[int] = []
+    record_many = env.store.record_many
+
+    async def counting(events: Any) -> None:
+        writes.append(len(events))
+        await record_many(events)
+
+    env.store.record_many = counting  # type: ignore[method-assign]
+    before = asyncio.all_tasks()
+    async with running(outbox):
+        (writer,) = asyncio.all_tasks() - before
+        for n in range(5):  # a burst of webhooks: one transaction, not five
+            outbox.add(reminder.id, "note", {"n": n})
+            await asyncio.sleep(0)
+        await asyncio.sleep(server.outbox.LINGER_S * 3)
+        outbox.add(reminder.id, "note", {"n": 5})
+        await outbox.drain()  # written at once, then the server stops with nothing queued
+    assert writer.done()  # the writer stopped rather than being left behind
+    assert writes == [5, 1]
+    notes = [e.detail["n"] for e in await env.events(reminder.id, "note")]
+    assert notes == list(range(6))
 
 
 @pytest.fixture
