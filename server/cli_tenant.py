@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any, TypeVar
 
 import click
@@ -10,9 +11,58 @@ import click
 from server.cli import echo_json, pass_settings, run
 from server.runtime import open_runtime
 from server.settings import Settings
-from server.tenants import AMD_MODES, Tenant
+from server.tenants import AMD_MODES, MINUTE_FIELDS, Tenant
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+_DEFAULTS = {f.name: f.default for f in fields(Tenant)}
+
+
+def _minutes_help(name: str, what: str) -> str:
+    """Help for a whole-number scheduling option: its range and default come from tenants.py."""
+    low, high = MINUTE_FIELDS[name]
+    return f"{what} ({low}-{high}, default {_DEFAULTS[name]})."
+
+
+def _schedule_options() -> list[Callable[[F], F]]:
+    """When calls may ring; values are checked by server.tenants.validate like the REST API's."""
+    return [
+        click.option(
+            "--call-lead-minutes",
+            type=int,
+            help=_minutes_help(
+                "call_lead_minutes", "Minutes before the appointment calls may start"
+            ),
+        ),
+        click.option(
+            "--calling-hours-start",
+            metavar="HH:MM",
+            help=f"Local time calls may start (default {_DEFAULTS['calling_hours_start']}).",
+        ),
+        click.option(
+            "--calling-hours-end",
+            metavar="HH:MM",
+            help=(
+                f"Local time calls must stop, after the start; 24:00 is midnight "
+                f"(default {_DEFAULTS['calling_hours_end']})."
+            ),
+        ),
+        click.option(
+            "--retry-delay-minutes",
+            type=int,
+            help=_minutes_help("retry_delay_minutes", "Minutes to wait before calling again"),
+        ),
+        click.option(
+            "--max-attempts",
+            type=int,
+            help=_minutes_help("max_attempts", "Calls per reminder at most"),
+        ),
+        click.option(
+            "--min-spacing-minutes",
+            type=int,
+            help=_minutes_help("min_spacing_minutes", "Minutes between any two calls to a number"),
+        ),
+    ]
 
 
 def tenant_options(creating: bool) -> Callable[[F], F]:
@@ -31,6 +81,7 @@ def tenant_options(creating: bool) -> Callable[[F], F]:
             click.option("--amd-mode", type=click.Choice(AMD_MODES)),
             click.option("--skip-to-beep/--no-skip-to-beep", default=None),
             click.option("--language", help="Language of text-to-speech fallbacks (en-US)."),
+            *_schedule_options(),
         ]
         for opt in reversed(opts):
             func = opt(func)

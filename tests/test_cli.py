@@ -117,6 +117,74 @@ def test_errors_are_one_line_with_exit_2(cli):
     )
 
 
+SCHEDULE = {
+    "call_lead_minutes": 2880,
+    "calling_hours_start": "09:30",
+    "calling_hours_end": "24:00",
+    "retry_delay_minutes": 90,
+    "max_attempts": 4,
+    "min_spacing_minutes": 15,
+}
+
+
+def schedule_args(values: dict[str, object]) -> list[str]:
+    args: list[str] = []
+    for field, value in values.items():
+        args += ["--" + field.replace("_", "-"), str(value)]
+    return args
+
+
+def test_tenant_schedule_options_are_stored_and_updated_one_at_a_time(cli):
+    ok(cli.invoke(main, ["tenant", "create", "smile", "--name", "Smile", *schedule_args(SCHEDULE)]))
+    shown = json.loads(ok(cli.invoke(main, ["tenant", "show", "smile"])).output)
+    assert {k: shown[k] for k in SCHEDULE} == SCHEDULE
+
+    updated = json.loads(
+        ok(cli.invoke(main, ["tenant", "update", "smile", "--max-attempts", "6"])).output
+    )
+    assert updated["max_attempts"] == 6
+    after = json.loads(ok(cli.invoke(main, ["tenant", "show", "smile"])).output)
+    assert after == {**shown, "max_attempts": 6}
+
+
+def test_tenant_help_lists_schedule_options_with_units_and_defaults(cli):
+    text = " ".join(ok(cli.invoke(main, ["tenant", "create", "--help"])).output.split())
+    assert "--call-lead-minutes INTEGER Minutes before the appointment" in text
+    assert "(0-43200, default 1440)" in text
+    assert "--calling-hours-start HH:MM" in text and "(default 08:00)" in text
+    assert "--calling-hours-end HH:MM" in text and "24:00 is midnight (default 20:00)" in text
+    assert "--retry-delay-minutes INTEGER" in text and "(1-10080, default 30)" in text
+    assert "--max-attempts INTEGER" in text and "(1-10, default 2)" in text
+    assert "--min-spacing-minutes INTEGER" in text and "(0-10080, default 60)" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-attempts", "0"], "max_attempts must be a whole number from 1 to 10"),
+        (["--max-attempts", "11"], "max_attempts must be a whole number from 1 to 10"),
+        (["--call-lead-minutes", "-1"], "call_lead_minutes must be a whole number from 0"),
+        (["--retry-delay-minutes", "0"], "retry_delay_minutes must be a whole number from 1"),
+        (["--min-spacing-minutes", "10081"], "min_spacing_minutes must be a whole number"),
+        (["--calling-hours-start", "25:00"], "calling_hours_start: '25:00' is not a time"),
+        (["--calling-hours-start", "9am"], "calling_hours_start: '9am' is not a time like"),
+        (["--calling-hours-end", "08:00"], "calling_hours_end '08:00' must be after"),
+        (
+            ["--calling-hours-start", "18:00", "--calling-hours-end", "09:00"],
+            "calling_hours_end '09:00' must be after calling_hours_start '18:00'",
+        ),
+    ],
+)
+def test_tenant_bad_schedule_value_names_the_field_and_changes_nothing(cli, args, message):
+    fails(cli.invoke(main, ["tenant", "create", "smile", "--name", "Smile", *args]), message)
+    fails(cli.invoke(main, ["tenant", "show", "smile"]), "no tenant 'smile'")
+
+    ok(cli.invoke(main, ["tenant", "create", "smile", "--name", "Smile", *schedule_args(SCHEDULE)]))
+    before = ok(cli.invoke(main, ["tenant", "show", "smile"])).output
+    fails(cli.invoke(main, ["tenant", "update", "smile", "--loops", "3", *args]), message)
+    assert ok(cli.invoke(main, ["tenant", "show", "smile"])).output == before
+
+
 def test_bad_upload_names_the_file_and_stores_nothing(cli, tmp_path: Path):
     bad = tmp_path / "hello.wav"
     bad.write_bytes(b"RIFF....WAVEfmt garbage")
