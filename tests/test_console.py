@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
@@ -22,6 +23,7 @@ from server.apilog import ApiLog
 from server.console import reminders as console_reminders
 from server.console.coverage import call_texts
 from server.console.session import COOKIE, decode_cookie, encode_cookie, secret_key
+from server.tenants import hash_api_key
 from tests.audio_fixtures import take_from_sounds
 from tests.console_fixtures import (
     SECRET_PHRASE,
@@ -33,6 +35,7 @@ from tests.console_fixtures import (
 )
 from tests.server_fixtures import (  # noqa: F401 - fixtures
     ADMIN_TOKEN,
+    PROVIDER,
     PUBLIC_URL,
     VOICE,
     Env,
@@ -43,6 +46,9 @@ from tests.server_fixtures import (  # noqa: F401 - fixtures
 from voicebank.checks import CheckResult
 
 SEVEN = Path("/usr/share/asterisk/sounds/en/digits/7.wav")
+# The second tenant's own reminder: a number and a provider no smile page may ever show.
+OTHER_TO = "+14155550177"
+OTHER_PROVIDER = "Doctor Quill"
 PAGES = [
     "/",
     "/console/bank",
@@ -65,10 +71,13 @@ def field_error(html: str, field: str) -> str | None:
 async def test_pages_need_a_sign_in(env: Env) -> None:
     reminder = await env.reminder()
     async with aiohttp.ClientSession(base_url=base_url(env)) as http:
-        for path in PAGES + [f"/console/reminders/{reminder.id}"]:
+        for path in PAGES + [f"/console/reminders/{reminder.id}", "/console/bank?tenant=smile"]:
             async with http.get(path, allow_redirects=False) as resp:
                 assert resp.status == 303, path
-                assert resp.headers["Location"].startswith("/console/login?next="), path
+                # To the sign-in form, which leads back to this very page (query and all).
+                where = urlsplit(resp.headers["Location"])
+                assert where.path == "/console/login", path
+                assert parse_qs(where.query) == {"next": [path]}, path
         data_paths = [
             f"/console/clips/{env.clips['hello'].id}.mp3",
             "/console/tenants/smile/preview.mp3",
@@ -78,6 +87,9 @@ async def test_pages_need_a_sign_in(env: Env) -> None:
         for path in data_paths:
             async with http.get(path, allow_redirects=False) as resp:
                 assert resp.status == 401, path
+                body = await resp.read()
+                assert body.startswith(b"Sign in first"), (path, body[:80])
+                assert b"Doctor Grey" not in body, path
         async with http.post(
             "/console/tenants/smile/settings", data={"loops": "3"}, allow_redirects=False
         ) as resp:
@@ -108,9 +120,12 @@ async def test_the_session_cookie_is_httponly_strict_and_holds_no_token(env: Env
         cookie = resp.cookies[COOKIE]
     assert cookie["httponly"] is True
     assert cookie["samesite"] == "Strict"
-    assert env.api_key not in cookie.value and ADMIN_TOKEN not in cookie.value
     payload = decode_cookie(env.app[secret_key], cookie.value)
     assert payload is not None and payload["t"] == "smile"
+    # The value is base64: look for the key in what it decodes to, not in the encoded text.
+    assert payload["kh"] == hash_api_key(env.api_key)
+    assert set(payload) == {"t", "kh", "csrf", "exp"}
+    assert env.api_key not in json.dumps(payload) and env.api_key not in cookie.value
 
 
 async def test_next_never_leaves_the_site(env: Env) -> None:
@@ -126,20 +141,34 @@ async def test_next_never_leaves_the_site(env: Env) -> None:
 
 async def test_a_forged_or_stale_cookie_is_a_signed_out_visitor(env: Env) -> None:
     secret = env.app[secret_key]
-    good = {"t": None, "kh": "0" * 64, "csrf": "x", "exp": int(time.time()) + 60}
-    forged = [
-        encode_cookie(b"another secret", {**good, "t": "smile"}),
-        encode_cookie(secret, good),  # signed, but not the admin token's hash
-        encode_cookie(secret, {**good, "exp": int(time.time()) - 1}),
-        "garbage",
-        "a.b.c",
-    ]
-    for value in forged:
+    # Each forgery differs from a genuine admin cookie in one way only, so the server must
+    # notice that one thing (the genuine cookie itself is let in: the control).
+    good = {"t": None, "kh": hash_api_key(ADMIN_TOKEN), "csrf": "x", "exp": int(time.time()) + 60}
+    genuine = encode_cookie(secret, good)
+    mac = genuine.partition(".")[2]
+    tenant_body = encode_cookie(secret, {**good, "t": "smile"}).partition(".")[0]
+    forged = {
+        "another secret": encode_cookie(b"another secret", good),
+        "not the admin token's hash": encode_cookie(secret, {**good, "kh": "0" * 64}),
+        "expired": encode_cookie(secret, {**good, "exp": int(time.time()) - 1}),
+        "payload swapped under a valid signature": f"{tenant_body}.{mac}",
+        "garbage": "garbage",
+        "three parts": "a.b.c",
+    }
+
+    async def home_status(value: str) -> tuple[int, str]:
         jar = aiohttp.CookieJar(unsafe=True)
         async with aiohttp.ClientSession(base_url=base_url(env), cookie_jar=jar) as http:
             http.cookie_jar.update_cookies({COOKIE: value})
             async with http.get("/", allow_redirects=False) as resp:
-                assert resp.status == 303, value
+                return resp.status, await resp.text()
+
+    status, page = await home_status(genuine)
+    assert status == 200 and "All tenants" in page
+    for what, value in forged.items():
+        status, page = await home_status(value)
+        assert status == 303, what
+        assert "Smile Dental" not in page, what
 
 
 async def test_rotating_a_key_ends_its_console_sessions(env: Env) -> None:
@@ -175,10 +204,11 @@ async def test_a_post_without_the_session_csrf_token_changes_nothing(env: Env) -
 
 async def test_forms_from_our_own_origin_or_public_url_are_accepted(env: Env) -> None:
     async with signed_in(env, env.api_key) as smile:
-        for origin in [base_url(env), PUBLIC_URL]:
-            form = await settings_form(smile, loops="3")
+        for origin, loops in [(base_url(env), 3), (PUBLIC_URL, 2)]:
+            form = await settings_form(smile, loops=str(loops))
             status, body, _ = await smile.post(SETTINGS, form, headers={"Origin": origin})
             assert status == 303, (origin, body[:300])
+            assert (await env.runtime.tenants.get("smile")).loops == loops, origin
 
 
 async def test_pages_carry_security_headers(env: Env) -> None:
@@ -195,7 +225,24 @@ async def test_pages_carry_security_headers(env: Env) -> None:
 
 async def test_a_tenant_key_cannot_open_another_tenants_pages_or_audio(env: Env) -> None:
     other = await other_tenant(env)
-    rid = other.reminder.id
+    mine = await env.reminder()
+    # The other tenant's newest reminder has words of its own, so a leak shows on any page
+    # (the fixture's reminder has the same number and provider as smile's).
+    theirs = await env.reminder(tenant="other", to=OTHER_TO, provider=OTHER_PROVIDER)
+    rid = theirs.id
+    theirs_only = [
+        "Other Clinic",
+        SECRET_PHRASE,
+        OTHER_PROVIDER,
+        OTHER_TO,
+        f"/console/clips/{other.clip.id}.mp3",
+        f'/console/reminders/{rid}"',
+        f'/console/reminders/{other.reminder.id}"',
+    ]
+
+    def leaked(body: str) -> list[str]:
+        return [text for text in theirs_only if text in body]
+
     async with signed_in(env, env.api_key) as smile:
         forbidden = [
             "/console/bank?tenant=other",
@@ -213,14 +260,16 @@ async def test_a_tenant_key_cannot_open_another_tenants_pages_or_audio(env: Env)
         for path in forbidden:
             status, body = await smile.get(path)
             assert status == 403, path
-            assert "Other Clinic" not in body, path
+            assert leaked(body) == [], path
         missing = [
             f"/console/clips/{other.clip.id}.mp3",
             f"/console/tenants/smile/preview?reminder={rid}",
             f"/console/tenants/smile/preview.mp3?reminder={rid}",
         ]
         for path in missing:
-            assert (await smile.get(path))[0] == 404, path
+            status, body = await smile.get(path)
+            assert status == 404, path
+            assert leaked(body) == [], path
         status, _, _ = await smile.post("/console/tenants/other/settings", {"loops": "3"})
         assert status == 403
         form = aiohttp.FormData()
@@ -228,13 +277,20 @@ async def test_a_tenant_key_cannot_open_another_tenants_pages_or_audio(env: Env)
         form.add_field("files", SEVEN.read_bytes(), filename="seven.wav")
         status, _, _ = await smile.post("/console/bank/upload", form)
         assert status == 403
-        # Its own and the shared things are there; the other tenant's are not listed.
+        # Its own and the shared things are there; nothing of the other tenant's is.
         status, bank = await smile.get("/console/bank")
-        assert status == 200 and SECRET_PHRASE not in bank and "hello" in bank
-        status, listing = await smile.get("/console/reminders")
-        assert status == 200 and f'/console/reminders/{rid}"' not in listing
-        status, home = await smile.get("/")
-        assert "Other Clinic" not in home
+        assert status == 200 and leaked(bank) == []
+        assert f'src="/console/clips/{env.clips["hello"].id}.mp3"' in bank
+        mine_link = f'href="/console/reminders/{mine.id}"'
+        for path in ["/", "/console/reminders"]:
+            status, page = await smile.get(path)
+            assert status == 200 and mine_link in page, path
+            assert leaked(page) == [], path
+        # Coverage and preview pick sample providers from recent reminders: only its own.
+        for path in ["/console/tenants/smile/coverage", "/console/tenants/smile/preview"]:
+            status, page = await smile.get(path)
+            assert status == 200 and PROVIDER in page, path
+            assert leaked(page) == [], path
         shared = await smile.get_bytes(f"/console/clips/{env.clips['hello'].id}.mp3")
         assert shared.status == 200 and shared.content_type == "audio/mpeg"
     assert (await env.runtime.tenants.get("other")).loops == 2
@@ -243,36 +299,67 @@ async def test_a_tenant_key_cannot_open_another_tenants_pages_or_audio(env: Env)
     ]
 
 
+def heading(html: str) -> str:
+    """The page's <h1>, tags and all."""
+    m = re.search(r"<h1>(.*?)</h1>", html, re.S)
+    assert m, html[:400]
+    return m.group(1)
+
+
 async def test_the_admin_sees_every_tenant(env: Env) -> None:
     other = await other_tenant(env)
     async with signed_in(env, ADMIN_TOKEN) as admin:
         status, home = await admin.get("/")
         assert status == 200 and "Other Clinic" in home and "Smile Dental" in home
+        assert f'href="/console/reminders/{other.reminder.id}"' in home
+        # Each page is about the other tenant (its name in the heading), not the first one.
         for path in [
-            "/console/bank?tenant=other",
             "/console/tenants/other/coverage",
             "/console/tenants/other/preview",
             "/console/tenants/other/settings",
             f"/console/reminders/{other.reminder.id}",
         ]:
-            assert (await admin.get(path))[0] == 200, path
+            status, body = await admin.get(path)
+            assert status == 200, path
+            assert "Other Clinic" in heading(body), path
+        status, bank = await admin.get("/console/bank?tenant=other")
+        assert status == 200 and SECRET_PHRASE in bank
+        assert f'src="/console/clips/{other.clip.id}.mp3"' in bank
+        status, listing = await admin.get("/console/reminders?tenant=other")
+        assert status == 200 and f'href="/console/reminders/{other.reminder.id}"' in listing
         resp = await admin.get_bytes(f"/console/clips/{other.clip.id}.mp3")
         assert resp.status == 200
+        assert await resp.read() == env.runtime.storage.get(other.clip.storage_key)
         status, _ = await admin.get("/console/tenants/nobody/settings")
         assert status == 404
 
 
 async def test_every_page_renders_for_both_kinds_of_user(env: Env) -> None:
     reminder = await env.reminder()
-    for token in (ADMIN_TOKEN, env.api_key):
+    link = f'href="/console/reminders/{reminder.id}"'
+    hello = f'src="/console/clips/{env.clips["hello"].id}.mp3"'
+    # page -> (its heading starts with, what it shows of smile's things)
+    shows = {
+        "/console/bank": ("Voice bank", hello),
+        "/console/tenants/smile/coverage": ("Coverage", 'data-status="recorded"'),
+        "/console/tenants/smile/preview": ("Preview", 'id="twiml"'),
+        "/console/tenants/smile/settings": ("Settings", 'name="loops"'),
+        "/console/reminders": ("Reminders", link),
+        f"/console/reminders/{reminder.id}": (f"Reminder #{reminder.id}", PROVIDER),
+    }
+    assert set(shows) | {"/"} == set(PAGES) | {f"/console/reminders/{reminder.id}"}
+    for token, home in ((ADMIN_TOKEN, "All tenants"), (env.api_key, "Smile Dental")):
         async with signed_in(env, token) as user:
-            for path in PAGES + [f"/console/reminders/{reminder.id}"]:
+            for path, (title, sign) in {"/": (home, link), **shows}.items():
                 status, body = await user.get(path)
                 assert status == 200, (path, body[:400])
-                assert "<main>" in body
-            for path in ["/console/coverage", "/console/preview", "/console/settings"]:
-                status, _ = await user.get(path)
-                assert status == 303, path
+                assert heading(body).startswith(title), (path, heading(body))
+                assert sign in body, (path, sign)
+            for name in ["coverage", "preview", "settings"]:
+                path = f"/console/{name}"
+                async with user.http.get(path, allow_redirects=False) as resp:
+                    assert resp.status == 303, path
+                    assert resp.headers["Location"] == f"/console/tenants/smile/{name}", path
 
 
 # --- voice bank ----------------------------------------------------------------------------------
@@ -329,8 +416,12 @@ async def test_the_admin_chooses_voice_tenant_and_take(env: Env) -> None:
         form.add_field("files", SEVEN.read_bytes(), filename="seven.wav")
         status, body, _ = await admin.post("/console/bank/upload", form)
         assert status == 422 and "must be lower-case" in body
-        status, body, _ = await admin.post("/console/bank/upload", aiohttp.FormData())
-        assert status == 422
+        # A valid voice but no file: the page asks for one (and adds nothing).
+        form = aiohttp.FormData()
+        form.add_field("voice", "narrator")
+        status, body, _ = await admin.post("/console/bank/upload", form)
+        assert status == 422 and "Choose or drop at least one audio file." in body
+        assert len(await env.runtime.catalogue.list_clips("narrator")) == 1
 
 
 async def test_a_long_take_is_split_by_its_script_or_refused_with_the_reason(env: Env) -> None:
@@ -341,7 +432,13 @@ async def test_a_long_take_is_split_by_its_script_or_refused_with_the_reason(env
         form.add_field("script", "one\ntwo\n")
         status, body, _ = await smile.post("/console/bank/take", form)
         assert status == 422
-        assert 'id="take-result"' in body and 'class="error"' in body
+        result = re.search(r'<div id="take-result">(.*?)</div>', body, re.S)
+        assert result, body
+        # The reason, so the voice actor knows what to fix.
+        assert re.search(
+            r'<p class="error">count\.wav: found 3 phrases but the script has 2 lines',
+            result.group(1),
+        ), result.group(1)
         assert await env.runtime.catalogue.list_clips(tenant="smile") == []
         form = aiohttp.FormData()
         form.add_field("take", take, filename="count.wav")
@@ -539,12 +636,16 @@ async def test_invalid_settings_are_shown_by_their_field_and_not_saved(
     async with signed_in(env, env.api_key) as smile:
         status, body, _ = await smile.post(SETTINGS, await settings_form(smile, **changes))
         assert status == 422
+        # Exactly the wrong fields are marked, each with its message.
+        marked = re.findall(r'<div class="field invalid" data-field="(\w+)">', body)
+        assert sorted(marked) == sorted(fields)
         for name in fields:
             assert field_error(body, name), (name, body)
-            assert f'data-field="{name}"' in body
-        # What was typed stays in the form, to be corrected.
-        for value in changes.values():
-            assert f'value="{value}"' in body or f">{value}<" in body, value
+        assert f"Nothing was saved: {len(fields)} field" in body
+        # What was typed stays in the form, to be corrected: the form sends it back as typed.
+        resent = form_values(body, SETTINGS)
+        for name, value in changes.items():
+            assert resent[name] == value, (name, resent.get(name))
     assert await env.runtime.tenants.get("smile") == before
 
 
@@ -582,8 +683,8 @@ async def test_the_reminder_stream_follows_a_keypress_within_a_second(env: Env) 
     reminder = await env.reminder()
     async with signed_in(env, env.api_key) as smile:
         status, page = await smile.get(f"/console/reminders/{reminder.id}")
-        assert status == 200 and 'id="status"' in page and "pending" in page
-        assert "Twilio log" in page
+        assert status == 200 and 'id="status" data-field="status">pending</span>' in page
+        assert "No Twilio API requests for this reminder" in page
         stream = re.search(r'data-stream="([^"]+)"', page)
         assert stream
         async with smile.http.get(stream.group(1)) as resp:
@@ -616,7 +717,12 @@ async def test_the_stream_ends_when_the_key_is_rotated(
     async with signed_in(env, env.api_key) as smile:
         path = f"/console/reminders/{reminder.id}/events"
         async with smile.http.get(path) as resp:
-            await EventReader(resp).until('"pending"', 2)
+            events = EventReader(resp)
+            await events.until('"pending"', 2)
+            # The session is checked again on every poll; while it is valid the stream goes on.
+            await env.store.record(reminder.id, "status", {}, status="busy", outcome="busy")
+            seen = await events.until('"busy"', 2)
+            assert seen[-1]["event"] == "reminder" and seen[-1]["data"]["status"] == "busy"
             await env.runtime.tenants.rotate_key("smile")
             async with asyncio.timeout(2):
                 while await resp.content.readany():
@@ -643,14 +749,35 @@ async def test_the_reminder_page_shows_its_twilio_log(env: Env) -> None:
     assert "CA&lt;b&gt;1&lt;/b&gt;" in section  # escaped, never markup
 
 
+def reminder_row(html: str, rid: int) -> dict[str, str]:
+    """The cells of one reminder's row in a list, by column, as text."""
+    m = re.search(
+        rf'<tr>\s*<td data-label="#"><a href="/console/reminders/{rid}">.*?</tr>', html, re.S
+    )
+    assert m, f"no row for reminder {rid}"
+    cells = re.findall(r'<td data-label="([^"]+)">(.*?)</td>', m.group(0), re.S)
+    return {label: re.sub(r"<[^>]+>", "", text).strip() for label, text in cells}
+
+
 async def test_the_reminder_list_shows_status_and_outcome(env: Env) -> None:
-    reminder = await env.reminder()
-    await env.store.record(reminder.id, "status", {}, status="busy", outcome="busy")
+    other = await other_tenant(env)
+    busy = await env.reminder()
+    await env.store.record(busy.id, "status", {}, status="busy", outcome="busy")
+    ringing = await env.reminder()
+    await env.store.record(ringing.id, "status", {}, status="in_progress")  # no outcome yet
     async with signed_in(env, ADMIN_TOKEN) as admin:
         status, body = await admin.get("/console/reminders?tenant=smile")
         assert status == 200
-        assert f'href="/console/reminders/{reminder.id}"' in body
+        row = reminder_row(body, busy.id)
+        assert (row["Tenant"], row["Status"], row["Outcome"]) == ("smile", "busy", "busy")
         assert 'class="badge s-busy">busy<' in body
+        row = reminder_row(body, ringing.id)
+        assert (row["Status"], row["Outcome"], row["Provider"]) == ("in_progress", "—", PROVIDER)
+        # The tenant filter shows only that tenant's; without it, everyone's.
+        assert f'href="/console/reminders/{other.reminder.id}"' not in body
+        status, everyone = await admin.get("/console/reminders")
+        assert status == 200 and reminder_row(everyone, other.reminder.id)["Tenant"] == "other"
+        assert reminder_row(everyone, busy.id)["Status"] == "busy"
 
 
 async def test_static_files_are_served_and_packaged(env: Env) -> None:

@@ -19,7 +19,7 @@ from server.apilog import ApiLog
 from server.app import create_app
 from server.cli import main
 from server.dialer import add_do_not_call
-from server.dispatch import DispatchConfig, Dispatcher, DispatchError
+from server.dispatch import DispatchConfig, Dispatcher, DispatchError, dispatcher_key
 from server.errors import ConfigError
 from server.pacing import ARRIVAL_JITTER_S, Pacing
 from server.reminders import ReminderStore
@@ -392,7 +392,10 @@ def test_crash_points_are_test_only():
 
 async def test_log_route_is_scoped_to_the_tenant(world, aiohttp_client, tmp_path):
     rid = await world.reminder(NUMBERS[0])
-    await run_once(world)
+    neighbour = await world.reminder(NUMBERS[1])  # dialed too: its entry must not show up
+    assert await run_once(world) == {"dialed": 2}
+    sid = (await world.row(rid)).call_sid
+    other_sid = (await world.row(neighbour)).call_sid
     other, other_key = await TenantStore(world.engine).create(
         Tenant(slug="other", name="Other", caller_id=CALLER)
     )
@@ -414,11 +417,22 @@ async def test_log_route_is_scoped_to_the_tenant(world, aiohttp_client, tmp_path
             resp = await get(f"/api/reminders/{rid}/log", token)
             assert resp.status == 200
             body = await resp.json()
-            assert [e["method"] for e in body["log"]] == ["POST"]
-            assert body["log"][0]["status"] == 201
-            assert world.fake.auth_token not in json.dumps(body)
-        assert (await get(f"/api/reminders/{rid}/log", other_key)).status == 403
-        assert (await get(f"/api/reminders/{rid}/log", None)).status == 401
+            # This reminder's one request, as sent and as answered.
+            (entry,) = body["log"]
+            assert (entry["method"], entry["status"], entry["reminder_id"]) == ("POST", 201, rid)
+            assert entry["url"].endswith(
+                f"/Accounts/{world.settings.twilio_account_sid}/Calls.json"
+            )
+            assert entry["request"]["To"] == NUMBERS[0] and entry["request"]["From"] == CALLER
+            assert json.loads(entry["response_body"])["sid"] == sid
+            text = json.dumps(body)
+            assert other_sid not in text and NUMBERS[1] not in text
+            assert world.fake.auth_token not in text and "Authorization" not in text
+        for key, status in ((other_key, 403), (None, 401)):
+            resp = await get(f"/api/reminders/{rid}/log", key)
+            text = await resp.text()
+            assert resp.status == status, key
+            assert sid not in text and NUMBERS[0] not in text and "Calls.json" not in text
         assert (await get("/api/reminders/9999/log", ADMIN)).status == 404
         assert (await get("/api/reminders/x/log", ADMIN)).status == 404
         await client.close()
@@ -430,9 +444,12 @@ async def test_the_app_runs_one_dispatcher_when_asked(world, aiohttp_client, tmp
     settings = replace(world.settings, data_dir=tmp_path, database_url=url)
     async with open_runtime(settings, migrate=False) as rt:
         plain = await aiohttp_client(create_app(settings, runtime=rt, worker=False))
+        # No worker unless asked: none started (not only "none has dialed yet").
+        assert dispatcher_key not in plain.app
         await asyncio.sleep(0.3)
-        assert world.fake.posts() == []  # no worker unless asked
+        assert world.fake.posts() == []
         dialing = await aiohttp_client(create_app(settings, runtime=rt, worker=True))
+        assert isinstance(dialing.app[dispatcher_key], Dispatcher)
         for _ in range(100):
             if (await world.row(rid)).call_sid:
                 break
