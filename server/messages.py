@@ -41,6 +41,16 @@ def local_today(tenant: Tenant, now: datetime) -> date:
     return (now.astimezone(tenant.zone) if now.tzinfo else now).date()
 
 
+# A machine often starts recording late, after its greeting or mid-message: it always hears the
+# message at least twice in a row (ARCHITECTURE: rules of the house), whatever ``loops`` a
+# tenant chose for people, who can press the repeat key instead.
+MIN_VOICEMAIL_LOOPS = 2
+
+
+def loops_for(tenant: Tenant, variant: MessageVariant) -> int:
+    return max(tenant.loops, MIN_VOICEMAIL_LOOPS) if variant == "voicemail" else tenant.loops
+
+
 def build_plan(req: MessageRequest, index: ClipIndex, *, now: datetime) -> Plan:
     template = (
         req.tenant.template_human if req.variant == "human" else req.tenant.template_voicemail
@@ -50,5 +60,5 @@ def build_plan(req: MessageRequest, index: ClipIndex, *, now: datetime) -> Plan:
         template_values(req),
         index,
         today=local_today(req.tenant, now),
-        loops=req.tenant.loops,
+        loops=loops_for(req.tenant, req.variant),
     )

@@ -33,7 +33,7 @@ LABELS = {
         "Slots: {tenant}, {provider}, {appointment:time}, {appointment:date}.",
     ),
     "template_voicemail": ("Message for voicemail", "Never ask a machine to press a key."),
-    "loops": ("Plays of the message", "1 to 3; voicemail needs at least 2."),
+    "loops": ("Plays of the message", "1 to 3 for a person; a voicemail always gets at least 2."),
     "amd_mode": (
         "Answering-machine detection",
         "off, enable (fast), or detect-message-end (waits for the beep).",
