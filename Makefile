@@ -69,6 +69,9 @@ pytest:
 bench: setup
 	$(BIN)/python bench/plan.py
 	$(BIN)/python bench/render.py
+	$(BIN)/python bench/twiml.py
+	$(BIN)/python bench/check.py
+	$(BIN)/python bench/dispatch.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache test-output
