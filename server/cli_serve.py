@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 
 import click
 from aiohttp import web
@@ -40,6 +42,19 @@ def _banner(settings: Settings, host: str, port: int) -> str:
     return "\n".join(lines)
 
 
+def served_settings(settings: Settings, host: str, port: int, public_url_set: bool) -> Settings:
+    """Without VOICEPROMPT_PUBLIC_URL, the URLs this server hands out (local media, Gather
+    actions) and checks signatures against name the address it really listens on, not the
+    default port 8080: ``serve --port 8791`` would otherwise point the console's audio at
+    nothing."""
+    if public_url_set:
+        return settings
+    shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    if ":" in shown:
+        shown = f"[{shown}]"  # an IPv6 address
+    return dataclasses.replace(settings, public_url=f"http://{shown}:{port}")
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
@@ -47,6 +62,9 @@ def _banner(settings: Settings, host: str, port: int) -> str:
 @pass_settings
 def serve(settings: Settings, host: str, port: int, no_worker: bool) -> None:
     """Run the web service Twilio talks to (and the API), with one dialing worker."""
+    settings = served_settings(
+        settings, host, port, bool(os.environ.get("VOICEPROMPT_PUBLIC_URL", "").strip())
+    )
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
