@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 
 import click
 from aiohttp import web
@@ -42,12 +41,12 @@ def _banner(settings: Settings, host: str, port: int) -> str:
     return "\n".join(lines)
 
 
-def served_settings(settings: Settings, host: str, port: int, public_url_set: bool) -> Settings:
+def served_settings(settings: Settings, host: str, port: int) -> Settings:
     """Without VOICEPROMPT_PUBLIC_URL, the URLs this server hands out (local media, Gather
     actions) and checks signatures against name the address it really listens on, not the
     default port 8080: ``serve --port 8791`` would otherwise point the console's audio at
     nothing."""
-    if public_url_set:
+    if settings.public_url_set:
         return settings
     shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
     if ":" in shown:
@@ -62,9 +61,7 @@ def served_settings(settings: Settings, host: str, port: int, public_url_set: bo
 @pass_settings
 def serve(settings: Settings, host: str, port: int, no_worker: bool) -> None:
     """Run the web service Twilio talks to (and the API), with one dialing worker."""
-    settings = served_settings(
-        settings, host, port, bool(os.environ.get("VOICEPROMPT_PUBLIC_URL", "").strip())
-    )
+    settings = served_settings(settings, host, port)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -11,6 +12,13 @@ from typing import Any
 from server.errors import ConfigError
 
 ENVIRONMENTS = ("development", "production", "test")
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+DEFAULT_TRUSTED_PROXIES: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("127.0.0.1/32"),
+    ipaddress.ip_network("::1/128"),
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,7 @@ class Settings:
     s3_endpoint_url: str | None = None
     media_base_url: str | None = None
     public_url: str = "http://127.0.0.1:8080"
+    public_url_set: bool = False  # VOICEPROMPT_PUBLIC_URL given (else serve uses its own address)
     env: str = "development"
     dial_allowlist: frozenset[str] = field(default_factory=frozenset)
     admin_token: str | None = None
@@ -47,6 +56,9 @@ class Settings:
     slurp_max_bytes: int = 20 * 1024 * 1024
     slurp_timeout: float = 10.0
     slurp_allow_private: bool = False
+    # Peers whose X-Forwarded-For is believed (a tunnel agent or reverse proxy on this machine by
+    # default): the console's sign-in limit counts the client behind them, not the proxy.
+    trusted_proxies: tuple[IPNetwork, ...] = DEFAULT_TRUSTED_PROXIES
 
     @property
     def resolved_database_url(self) -> str:
@@ -137,6 +149,7 @@ class Settings:
             s3_endpoint_url=get("VOICEPROMPT_S3_ENDPOINT_URL"),
             media_base_url=(get("VOICEPROMPT_MEDIA_BASE_URL") or "").rstrip("/") or None,
             public_url=public_url,
+            public_url_set=bool(get("VOICEPROMPT_PUBLIC_URL")),
             env=mode,
             dial_allowlist=frozenset(p.strip() for p in allow.split(",") if p.strip()),
             admin_token=get("VOICEPROMPT_ADMIN_TOKEN"),
@@ -150,8 +163,29 @@ class Settings:
             default_voice=get("VOICEPROMPT_VOICE") or cls.default_voice,
             target_lufs=lufs,
             validate_signatures=validate_signatures,
+            trusted_proxies=_networks("VOICEPROMPT_TRUSTED_PROXIES", get),
             **_voicebank_settings(get),
         )
+
+
+def _networks(name: str, get: Callable[[str], str | None]) -> tuple[IPNetwork, ...]:
+    """Comma-separated addresses or CIDR networks; unset means the default, "none" none."""
+    text = get(name)
+    if text is None:
+        return DEFAULT_TRUSTED_PROXIES
+    if text.lower() == "none":
+        return ()
+    out = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"{name} item {item!r} is not an IP address or network (e.g. 10.0.0.0/8)"
+            ) from None
+    return tuple(out)
 
 
 def _crash_points(text: str | None, mode: str) -> tuple[tuple[str, float], ...]:

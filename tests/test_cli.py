@@ -361,12 +361,12 @@ def test_serve_hands_out_urls_of_the_port_it_listens_on_unless_public_url_is_set
     from server.settings import Settings
 
     default = Settings.from_env({})
-    local = served_settings(default, "127.0.0.1", 8791, public_url_set=False)
+    local = served_settings(default, "127.0.0.1", 8791)
     assert local.public_url == "http://127.0.0.1:8791"
     assert media_base_url(local) == "http://127.0.0.1:8791/media"
     assert "http://127.0.0.1:8791/twilio/voice/<reminder id>" in _banner(local, "127.0.0.1", 8791)
-    anywhere = served_settings(default, "0.0.0.0", 9000, public_url_set=False)
+    anywhere = served_settings(default, "0.0.0.0", 9000)
     assert anywhere.public_url == "http://127.0.0.1:9000"
-    assert served_settings(default, "::1", 9000, False).public_url == "http://[::1]:9000"
+    assert served_settings(default, "::1", 9000).public_url == "http://[::1]:9000"
     tunnel = Settings.from_env({"VOICEPROMPT_PUBLIC_URL": "https://vp.example.com"})
-    assert served_settings(tunnel, "127.0.0.1", 8791, public_url_set=True) == tunnel
+    assert served_settings(tunnel, "127.0.0.1", 8791) == tunnel

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from html import unescape
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -19,10 +21,14 @@ import pytest
 
 from prompts.models import ClipIndex
 from prompts.script import recording_script
+from prompts.text import normalize
 from server.apilog import ApiLog
 from server.console import reminders as console_reminders
+from server.console import throttle
 from server.console.coverage import call_texts
 from server.console.session import COOKIE, decode_cookie, encode_cookie, secret_key
+from server.errors import ConfigError
+from server.settings import Settings
 from server.tenants import hash_api_key
 from tests.audio_fixtures import take_from_sounds
 from tests.console_fixtures import (
@@ -39,11 +45,13 @@ from tests.server_fixtures import (  # noqa: F401 - fixtures
     PUBLIC_URL,
     VOICE,
     Env,
+    MakeEnv,
     env_fixture,
     make_env_fixture,
     voice_template,
 )
 from voicebank.checks import CheckResult
+from voicebank.schema import clips as clip_table
 
 SEVEN = Path("/usr/share/asterisk/sounds/en/digits/7.wav")
 # The second tenant's own reminder: a number and a provider no smile page may ever show.
@@ -183,6 +191,178 @@ async def test_sign_out_forgets_the_session(env: Env) -> None:
         status, _, resp = await admin.post("/console/logout", {})
         assert status == 303 and resp.headers["Location"] == "/console/login"
         assert (await admin.get("/"))[0] == 303
+
+
+# --- too many failed sign-ins --------------------------------------------------------------------
+
+
+class FakeClock:
+    """The sign-in throttle's clock, moved on by hand instead of by sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(throttle, "clock", fake)
+    return fake
+
+
+async def sign_in_attempt(http: aiohttp.ClientSession, token: str) -> aiohttp.ClientResponse:
+    async with http.post(
+        "/console/login", data={"token": token, "next": "/"}, allow_redirects=False
+    ) as resp:
+        await resp.read()
+        return resp
+
+
+async def fail(http: aiohttp.ClientSession, times: int) -> None:
+    for i in range(times):
+        resp = await sign_in_attempt(http, f"guess-{i}")
+        assert resp.status == 401, (i, await resp.text())
+
+
+async def test_five_failed_sign_ins_lock_the_address_out_even_for_the_right_token(
+    env: Env, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert (throttle.MAX_FAILURES, throttle.WINDOW_S, throttle.LOCKOUT_S) == (5, 300, 300)
+    async with (
+        signed_in(env, env.api_key) as smile,
+        aiohttp.ClientSession(base_url=base_url(env)) as http,
+    ):
+        with caplog.at_level(logging.WARNING, logger="voiceprompt.console"):
+            await fail(http, 4)
+            assert not [r for r in caplog.records if "locked" in r.getMessage()]
+            await fail(http, 1)  # the fifth: still "wrong token", and now locked
+        (warning,) = [r for r in caplog.records if "locked" in r.getMessage()]
+        assert warning.levelname == "WARNING" and "127.0.0.1" in warning.getMessage()
+        # The right token is refused too, with when to come back, and no session.
+        clock.now += 60
+        resp = await sign_in_attempt(http, ADMIN_TOKEN)
+        assert resp.status == 429
+        assert resp.headers["Retry-After"] == "240"
+        body = await resp.text()
+        assert "Too many failed sign-ins. Try again in 4 minutes." in body
+        assert COOKIE not in resp.cookies
+        clock.now += 239.5
+        resp = await sign_in_attempt(http, env.api_key)
+        assert resp.status == 429 and resp.headers["Retry-After"] == "1"
+        assert "Try again in 1 second." in await resp.text()
+        # Someone already signed in carries on: only signing in is refused.
+        assert (await smile.get("/console/bank"))[0] == 200
+        # Once the lockout is over the right token works again.
+        clock.now += 0.5
+        resp = await sign_in_attempt(http, ADMIN_TOKEN)
+        assert resp.status == 303 and resp.headers["Location"] == "/"
+        assert COOKIE in resp.cookies
+
+
+async def test_behind_a_tunnel_each_forwarded_client_has_its_own_count(
+    env: Env, clock: FakeClock
+) -> None:
+    # The test client connects from loopback, as a tunnel agent (ngrok, cloudflared) does: by
+    # default its X-Forwarded-For is believed, so one guesser does not lock everyone out.
+    url = base_url(env)
+    async with (
+        aiohttp.ClientSession(base_url=url, headers={"X-Forwarded-For": "203.0.113.7"}) as guesser,
+        aiohttp.ClientSession(base_url=url, headers={"X-Forwarded-For": "198.51.100.2"}) as owner,
+    ):
+        await fail(guesser, throttle.MAX_FAILURES)
+        assert (await sign_in_attempt(guesser, ADMIN_TOKEN)).status == 429
+        assert (await sign_in_attempt(owner, ADMIN_TOKEN)).status == 303
+
+
+async def test_a_forwarded_address_from_an_untrusted_peer_is_not_believed(
+    make_env: MakeEnv, clock: FakeClock
+) -> None:
+    env = await make_env(VOICEPROMPT_TRUSTED_PROXIES="none")
+    async with aiohttp.ClientSession(base_url=base_url(env)) as http:
+        for i in range(throttle.MAX_FAILURES):  # a new made-up address on every guess
+            async with http.post(
+                "/console/login",
+                data={"token": f"guess-{i}", "next": "/"},
+                headers={"X-Forwarded-For": f"192.0.2.{i}"},
+            ) as resp:
+                assert resp.status == 401
+        async with http.post(
+            "/console/login",
+            data={"token": ADMIN_TOKEN, "next": "/"},
+            headers={"X-Forwarded-For": "192.0.2.99"},
+            allow_redirects=False,
+        ) as resp:
+            assert resp.status == 429
+
+
+def test_the_client_behind_trusted_proxies_is_the_nearest_untrusted_hop() -> None:
+    local = Settings.from_env({}).trusted_proxies
+    lan = Settings.from_env({"VOICEPROMPT_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8"})
+    assert throttle.client_from("203.0.113.5", ["198.51.100.1"], local) == "203.0.113.5"
+    assert throttle.client_from("127.0.0.1", [], local) == "127.0.0.1"
+    assert throttle.client_from("::1", ["198.51.100.1"], local) == "198.51.100.1"
+    # The client writes the left end of the list: only the right end is the proxies' own.
+    chain = ["1.2.3.4, 198.51.100.1", "10.1.2.3"]
+    assert throttle.client_from("127.0.0.1", chain, lan.trusted_proxies) == "198.51.100.1"
+    assert throttle.client_from("127.0.0.1", ["not-an-ip"], local) == "127.0.0.1"
+    assert throttle.client_from(None, [], local) == "unknown"
+    assert Settings.from_env({"VOICEPROMPT_TRUSTED_PROXIES": "none"}).trusted_proxies == ()
+    with pytest.raises(ConfigError, match="VOICEPROMPT_TRUSTED_PROXIES item 'localhost'"):
+        Settings.from_env({"VOICEPROMPT_TRUSTED_PROXIES": "127.0.0.1,localhost"})
+
+
+async def test_a_successful_sign_in_or_time_forgives_earlier_failures(
+    env: Env, clock: FakeClock
+) -> None:
+    async with aiohttp.ClientSession(base_url=base_url(env)) as http:
+        await fail(http, 4)
+        assert (await sign_in_attempt(http, env.api_key)).status == 303
+        await fail(http, 4)  # a fresh count after the success: not locked yet
+        clock.now += throttle.WINDOW_S  # the last four age out of the window
+        await fail(http, 4)
+        assert (await sign_in_attempt(http, ADMIN_TOKEN)).status == 303
+        # The window slides: a failure counts for five minutes, then no more.
+        await fail(http, 1)
+        clock.now += 200
+        await fail(http, 3)
+        clock.now += 101  # the first is older than the window now, the other three are not
+        await fail(http, 1)
+        resp = await sign_in_attempt(http, ADMIN_TOKEN)
+        assert resp.status == 303, await resp.text()
+
+
+async def test_a_burst_of_concurrent_guesses_gets_only_five_tokens_checked(
+    env: Env, clock: FakeClock
+) -> None:
+    async with aiohttp.ClientSession(base_url=base_url(env)) as http:
+        statuses = [
+            r.status
+            for r in await asyncio.gather(*(sign_in_attempt(http, f"g{i}") for i in range(12)))
+        ]
+        assert sorted(statuses) == [401] * 5 + [429] * 7
+
+
+def test_the_sign_in_throttle_forgets_old_addresses_and_stays_bounded(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(throttle, "MAX_ADDRESSES", 100)
+    limiter = throttle.SignInThrottle()
+    for _ in range(throttle.MAX_FAILURES):
+        limiter.attempt("203.0.113.9")
+    # A flood of one-off addresses: memory stays bounded, the recent lockout stays.
+    for i in range(50):
+        limiter.attempt(f"10.0.{i // 256}.{i % 256}")
+    assert len(limiter) == 51 and limiter.locked_for("203.0.113.9") == throttle.LOCKOUT_S
+    for i in range(5000):
+        limiter.attempt(f"10.1.{i // 256}.{i % 256}")
+    assert len(limiter) == 100
+    # Everything older than the window and lockouts is forgotten at the next failure.
+    clock.now += max(throttle.WINDOW_S, throttle.LOCKOUT_S)
+    limiter.attempt("198.51.100.1")
+    assert len(limiter) == 1 and limiter.locked_for("198.51.100.1") is None
 
 
 # --- CSRF ----------------------------------------------------------------------------------------
@@ -473,6 +653,159 @@ async def test_the_bank_shows_each_clips_last_fetch_check(env: Env) -> None:
     assert "ok ·" in check_cell(hello.id)
     assert "failed ·" in check_cell(your.id) and "not publicly readable" in check_cell(your.id)
     assert check_cell(env.clips["with"].id) == "—"
+
+
+async def add_many_clips(env: Env, voice: str, count: int, *, tenant: str = "") -> None:
+    """``count`` current clips ("<tenant or shared> 0000", ...) in one INSERT: copies of one real
+    clip's row under other transcripts, so a test gets thousands without ingesting any audio."""
+    rt = env.runtime
+    await rt.catalogue.ensure_voice(voice)
+    model = env.clips["hello"]
+    now = datetime.now(UTC)
+    rows = []
+    for i in range(count):
+        transcript = f"{tenant or 'shared'} {i:04d}"
+        rows.append(
+            {
+                "voice_id": voice,
+                "tenant": tenant,
+                "transcript": transcript,
+                "norm": normalize(transcript),
+                "variant": "any",
+                "duration_ms": model.duration_ms,
+                "lufs": model.lufs,
+                "peak_dbfs": model.peak_dbfs,
+                "size": model.size,
+                "sha256": model.sha256,
+                "storage_key": model.storage_key,
+                "master_key": model.master_key,
+                "original_key": model.original_key,
+                "original_name": f"{transcript}.wav",
+                "source": "upload",
+                "created_at": now,
+            }
+        )
+    async with rt.engine.begin() as conn:
+        await conn.execute(clip_table.insert(), rows)
+
+
+@dataclass
+class BankPage:
+    """What the voice bank page shows of its clips and how to get to the other pages."""
+
+    transcripts: list[str]
+    groups: list[str]
+    showing: str
+    previous: str | None
+    next: str | None
+    bottom: bool  # the page links are repeated under the clips
+
+
+def bank_page(html: str) -> BankPage:
+    clips = html[html.index('<section id="clips">') :]
+    top = re.search(r'<nav class="pager" id="pager-top".*?</nav>', clips, re.S)
+    assert top, clips[:600]
+
+    def link(rel: str) -> str | None:
+        m = re.search(rf'rel="{rel}" href="([^"]+)"', top.group(0))
+        return unescape(m.group(1)) if m else None
+
+    showing = re.search(r'<span class="muted showing">([^<]*)</span>', top.group(0))
+    assert showing
+    return BankPage(
+        transcripts=re.findall(r'class="transcript">([^<]*)<', clips),
+        groups=re.findall(r"<h3>([^<]*)</h3>", clips),
+        showing=showing.group(1),
+        previous=link("prev"),
+        next=link("next"),
+        bottom='id="pager-bottom"' in clips,
+    )
+
+
+async def test_the_bank_shows_a_hundred_clips_a_page_with_links_to_the_others(env: Env) -> None:
+    await add_many_clips(env, "many", 2345)
+    names = [f"shared {i:04d}" for i in range(2345)]
+    async with signed_in(env, ADMIN_TOKEN) as admin:
+        status, html = await admin.get("/console/bank?voice=many")
+        assert status == 200
+        assert 'Clips of voice many <span class="muted">(2,345)</span>' in html
+        first = bank_page(html)
+        assert first.transcripts == names[:100]
+        assert first.showing == "Showing 1–100 of 2,345 · page 1 of 24"
+        assert first.previous is None and first.bottom
+        assert first.next == "/console/bank?voice=many&page=2"
+        status, html = await admin.get(first.next)
+        second = bank_page(html)
+        assert second.transcripts == names[100:200]
+        assert second.showing == "Showing 101–200 of 2,345 · page 2 of 24"
+        assert second.previous == "/console/bank?voice=many&page=1"
+        assert second.next == "/console/bank?voice=many&page=3"
+        status, html = await admin.get("/console/bank?voice=many&page=24")
+        last = bank_page(html)
+        assert last.transcripts == names[2300:]
+        assert last.showing == "Showing 2,301–2,345 of 2,345 · page 24 of 24"
+        assert last.previous == "/console/bank?voice=many&page=23" and last.next is None
+        # A page past the end shows the last one; below 1 or not a number, the first.
+        for asked, shown in [("25", last), ("99999", last), ("0", first), ("-2", first)]:
+            status, html = await admin.get(f"/console/bank?voice=many&page={asked}")
+            assert status == 200 and bank_page(html) == shown, asked
+        status, html = await admin.get("/console/bank?voice=many&page=two")
+        assert status == 200 and bank_page(html) == first
+        # A voice with few clips: one page, no links.
+        status, html = await admin.get(f"/console/bank?voice={VOICE}")
+        only = bank_page(html)
+        assert only.showing == "Showing 1–14 of 14" and len(only.transcripts) == 14
+        assert (only.previous, only.next, only.bottom) == (None, None, False)
+
+
+async def test_bank_page_links_keep_the_voice_and_tenant_filters(env: Env) -> None:
+    await add_many_clips(env, "many", 150)
+    await add_many_clips(env, "many", 120, tenant="smile")
+    shared = [f"shared {i:04d}" for i in range(150)]
+    smiles = [f"smile {i:04d}" for i in range(120)]
+    async with signed_in(env, ADMIN_TOKEN) as admin:
+        status, html = await admin.get("/console/bank?voice=many&tenant=smile")
+        page = bank_page(html)
+        assert page.next == "/console/bank?voice=many&tenant=smile&page=2"
+        status, html = await admin.get(page.next)
+        page = bank_page(html)
+        assert (page.groups, page.transcripts) == (["Only smile"], smiles[100:])
+        assert page.showing == "Showing 101–120 of 120 · page 2 of 2"
+        assert page.previous == "/console/bank?voice=many&tenant=smile&page=1"
+        status, html = await admin.get("/console/bank?voice=many&tenant=shared&page=2")
+        page = bank_page(html)
+        assert (page.groups, page.transcripts) == (["Shared by every tenant"], shared[100:])
+        assert page.previous == "/console/bank?voice=many&tenant=shared&page=1"
+        # Everyone's: the shared clips first, then each tenant's, a page cutting across both.
+        status, html = await admin.get("/console/bank?voice=many&page=2")
+        page = bank_page(html)
+        assert page.groups == ["Shared by every tenant", "Only smile"]
+        assert page.transcripts == shared[100:] + smiles[:50]
+        assert page.showing == "Showing 101–200 of 270 · page 2 of 3"
+        assert page.next == "/console/bank?voice=many&page=3"
+
+
+async def test_a_tenant_pages_through_shared_clips_and_its_own_only(env: Env) -> None:
+    await other_tenant(env)
+    await add_many_clips(env, VOICE, 190, tenant="smile")
+    await add_many_clips(env, VOICE, 300, tenant="other")
+    shared = sorted(env.clips.values(), key=lambda c: (normalize(c.transcript), c.id))
+    smiles = [f"smile {i:04d}" for i in range(190)]
+    async with signed_in(env, env.api_key) as smile:
+        status, html = await smile.get("/console/bank")
+        page = bank_page(html)
+        # 14 shared and 190 of its own; the other tenant's 301 are neither shown nor counted.
+        assert page.showing == "Showing 1–100 of 204 · page 1 of 3"
+        assert page.groups == ["Shared by every tenant", "Only smile"]
+        assert page.transcripts == [c.transcript for c in shared] + smiles[:86]
+        assert page.next == "/console/bank?page=2"
+        status, html = await smile.get(page.next)
+        page = bank_page(html)
+        assert (page.groups, page.transcripts) == (["Only smile"], smiles[86:186])
+        status, html = await smile.get("/console/bank?page=3")
+        page = bank_page(html)
+        assert page.transcripts == smiles[186:] and page.next is None
+        assert SECRET_PHRASE not in html and "other 0000" not in html
 
 
 async def test_clip_audio_supports_ranges(env: Env) -> None:

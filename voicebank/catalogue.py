@@ -286,6 +286,27 @@ class Catalogue:
         async with self.engine.connect() as conn:
             return [_record(r) for r in await conn.execute(query)]
 
+    async def clip_page(
+        self, voice_id: str, *, tenants: Collection[str] | None = None, limit: int, offset: int = 0
+    ) -> tuple[int, list[ClipRecord]]:
+        """How many current clips a voice has (of ``tenants``, "" for shared; None: all), and
+        ``limit`` of them from ``offset`` on, in ``list_clips``' order."""
+        where = [clips.c.voice_id == voice_id, clips.c.replaced_at.is_(None)]
+        if tenants is not None:
+            where.append(clips.c.tenant.in_(list(tenants)))
+        query = (
+            sa.select(clips)
+            .where(*where)
+            .order_by(clips.c.tenant, clips.c.norm, clips.c.variant, clips.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        async with self.engine.connect() as conn:
+            total = (
+                await conn.execute(sa.select(sa.func.count()).select_from(clips).where(*where))
+            ).scalar_one()
+            return int(total), [_record(r) for r in await conn.execute(query)]
+
     async def history(
         self, voice_id: str, transcript: str, *, tenant: str = ""
     ) -> list[ClipRecord]:

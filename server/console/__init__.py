@@ -5,6 +5,7 @@ the admin token or a tenant's API key, and a tenant sees only its own things.
 
     home.py             sign-in, sign-out, home          session.py  the signed cookie, CSRF
     bank.py             voice bank, uploads, clip audio  pages.py    templates, auth, errors
+                                                         throttle.py failed sign-ins per address
     coverage.py         coverage, recording scripts
     preview.py          transcript, MP3, TwiML
     tenant_settings.py  the settings form
@@ -24,6 +25,7 @@ from aiohttp import web
 from server.console import bank, coverage, home, preview, reminders, tenant_settings
 from server.console.pages import jinja_key, make_jinja
 from server.console.session import make_secret, secret_key
+from server.console.throttle import SignInThrottle, throttle_key
 from server.keys import runtime_key
 from server.preview import PreviewRenderer
 from server.settings import Settings
@@ -35,6 +37,7 @@ def setup(app: web.Application, settings: Settings) -> None:
     """Add the console's routes and state to ``app`` (after the runtime's cleanup context)."""
     app[secret_key] = make_secret(settings)
     app[jinja_key] = make_jinja()
+    app[throttle_key] = SignInThrottle()  # in memory: each process counts on its own
     app[reminders.streams_key] = weakref.WeakSet()
     app[preview.audio_cache_key] = OrderedDict()
 

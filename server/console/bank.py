@@ -4,9 +4,11 @@ each clip's audio for the page's players."""
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -33,6 +35,7 @@ from voicebank.importer import FileResult, add_file, add_take, transcript_from_f
 routes = web.RouteTableDef()
 _VOICE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 SHARED = "shared"
+PAGE_SIZE = 100  # clips per page of the voice bank
 
 
 @dataclass(frozen=True)
@@ -76,12 +79,67 @@ async def _voices(request: web.Request, tenants: list[Tenant]) -> list[str]:
     return list(dict.fromkeys([*known, *(t.voice for t in tenants)]))
 
 
+def _page_number(request: web.Request) -> int:
+    """``?page=`` as asked for; anything that is not a number counts as the first page."""
+    try:
+        return max(1, int(request.query.get("page", "1")))
+    except ValueError:
+        return 1
+
+
+@dataclass(frozen=True)
+class Pager:
+    """Which page of a voice's clips is shown, with links that keep the page's filters."""
+
+    number: int
+    pages: int
+    total: int
+    first: int  # 1-based position of the first clip shown (0: none)
+    last: int
+    params: dict[str, str]
+
+    def href(self, number: int) -> str:
+        return "/console/bank?" + urlencode({**self.params, "page": str(number)})
+
+    @property
+    def previous(self) -> str | None:
+        return self.href(self.number - 1) if self.number > 1 else None
+
+    @property
+    def next(self) -> str | None:
+        return self.href(self.number + 1) if self.number < self.pages else None
+
+
+async def _clip_page(
+    request: web.Request, voice: str, tenants: list[str] | None, params: dict[str, str]
+) -> tuple[Pager, list[ClipRecord]]:
+    """One page of ``voice``'s clips, limited and offset in the database. A page past the last
+    shows the last page (and a page below 1, or not a number, the first), so an old link to a
+    page that no longer exists still shows clips."""
+    rt = request.app[runtime_key]
+    number = _page_number(request)
+    total, clips = await rt.catalogue.clip_page(
+        voice, tenants=tenants, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
+    )
+    pages = max(1, math.ceil(total / PAGE_SIZE))
+    if number > pages:
+        number = pages
+        total, clips = await rt.catalogue.clip_page(
+            voice, tenants=tenants, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
+        )
+        pages = max(1, math.ceil(total / PAGE_SIZE))
+    first = (number - 1) * PAGE_SIZE + 1 if clips else 0
+    pager = Pager(number, pages, total, first, first + len(clips) - 1 if clips else 0, params)
+    return pager, clips
+
+
 async def _bank_context(
     request: web.Request, voice: str | None = None, tenant_filter: str | None = None
 ) -> dict[str, Any]:
-    rt = request.app[runtime_key]
     principal = session_of(request).principal
     tenants = await visible_tenants(request)
+    # The clips' owners to show ("" is shared; None: everyone's) and the filters page links keep.
+    owners: list[str] | None
     if principal.is_admin:
         voices = await _voices(request, tenants)
         voice = voice or request.query.get("voice") or (voices[0] if voices else "")
@@ -90,33 +148,33 @@ async def _bank_context(
         )
         if tenant_filter not in ("", SHARED):
             await tenant_for(request, tenant_filter)  # 404 for an unknown one
-        if tenant_filter == SHARED:
-            clips = await rt.catalogue.list_clips(voice, tenant="")
-        elif tenant_filter:
-            clips = await rt.catalogue.list_clips(voice, tenant=tenant_filter)
-        else:
-            clips = await rt.catalogue.list_clips(voice) if voice else []
+        owners = [""] if tenant_filter == SHARED else [tenant_filter] if tenant_filter else None
+        params = {k: v for k, v in (("voice", voice), ("tenant", tenant_filter)) if v}
     else:
         own = await chosen_tenant(request)  # 403 for another tenant's ?tenant=
         assert own is not None
         voices = [own.voice]
         voice = own.voice
         tenant_filter = own.slug
-        clips = [
-            *await rt.catalogue.list_clips(voice, tenant=""),
-            *await rt.catalogue.list_clips(voice, tenant=own.slug),
-        ]
+        owners = ["", own.slug]  # the shared clips, then its own
+        params = {}
+    if voice:
+        pager, clips = await _clip_page(request, voice, owners, params)
+    else:
+        pager, clips = Pager(1, 1, 0, 0, 0, params), []
+    # The page's clips come ordered by owner (shared first), so each owner's run is one group.
     groups: dict[str, list[ClipRecord]] = {}
     for clip in clips:
         groups.setdefault(clip.tenant, []).append(clip)
-    checks = await latest_checks(rt, [c.id for c in clips])
+    checks = await latest_checks(request.app[runtime_key], [c.id for c in clips])
     return {
         "tenants": tenants,
         "voices": voices,
         "voice": voice,
         "tenant_filter": tenant_filter,
-        "groups": sorted(groups.items(), key=lambda kv: (kv[0] != "", kv[0])),
-        "count": len(clips),
+        "groups": list(groups.items()),
+        "count": pager.total,
+        "pager": pager,
         "checks": checks,
         "variants": [v.value for v in Variant],
         "uploads": [],

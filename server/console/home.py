@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 from aiohttp import web
 
 from server.console.pages import form_text, page, render, session_of, visible_tenants
 from server.console.session import end_session, principal_for_token, safe_next, start_session
+from server.console.throttle import client_address, throttle_key
 from server.keys import reminders_key, runtime_key
 
 routes = web.RouteTableDef()
@@ -25,17 +28,41 @@ async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     token = form_text(form, "token")
     target = safe_next(form_text(form, "next"))
+    throttle = request.app[throttle_key]
+    address = client_address(request, request.app[runtime_key].settings.trusted_proxies)
+    # Counted before the token is checked, so concurrent guesses cannot outrun the limit.
+    wait = throttle.attempt(address)
+    if wait is not None:
+        # Locked out: the token is not even looked at, so guessing on gains nothing.
+        seconds = math.ceil(wait)
+        response = render(
+            request,
+            "login.html",
+            {"next": target, "error": f"Too many failed sign-ins. {_try_again(seconds)}"},
+            status=429,
+        )
+        response.headers["Retry-After"] = str(seconds)
+        return response
     principal = await principal_for_token(request, token)
     if principal is None:
+        throttle.failed(address)
         return render(
             request,
             "login.html",
             {"next": target, "error": "That is neither the admin token nor a tenant's API key."},
             status=401,
         )
+    throttle.succeeded(address)
     response = web.HTTPSeeOther(target)
     start_session(request, response, principal, token)
     raise response
+
+
+def _try_again(seconds: int) -> str:
+    if seconds < 60:
+        return f"Try again in {seconds} second{'s' if seconds != 1 else ''}."
+    minutes = math.ceil(seconds / 60)
+    return f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
 
 
 @routes.post("/console/logout")

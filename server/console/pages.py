@@ -70,6 +70,7 @@ def make_jinja() -> jinja2.Environment:
     env.filters["seconds"] = lambda ms: f"{(ms or 0) / 1000:.1f} s"
     env.filters["qs"] = lambda params: urlencode({k: v for k, v in params.items() if v})
     env.filters["path"] = lambda value: quote(str(value), safe="")
+    env.filters["n"] = lambda number: f"{number:,}"  # 2345 -> "2,345"
     return env
 
 
