@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from server.changes import Changes
 from server.errors import NotFound, ValidationError
 from server.schema import reminder_events, reminders, tenants
 from server.tenants import Tenant, TenantStore, normalize_phone
@@ -125,9 +126,10 @@ def _reminder(m: Mapping[Any, Any]) -> Reminder:
 
 
 class ReminderStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, changes: Changes | None = None) -> None:
         self.engine = engine
         self.tenants = TenantStore(engine)
+        self.changes = changes or Changes()  # wakes live pages on this process's writes
 
     async def create(
         self,
@@ -209,11 +211,12 @@ class ReminderStore:
         async with self.engine.connect() as conn:
             return [_reminder(r._mapping) for r in await conn.execute(query)]
 
-    async def events(self, reminder_id: int) -> list[Event]:
+    async def events(self, reminder_id: int, *, after: int = 0) -> list[Event]:
+        """The reminder's events in order; ``after``: only those with a greater id."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 sa.select(reminder_events)
-                .where(reminder_events.c.reminder_id == reminder_id)
+                .where(reminder_events.c.reminder_id == reminder_id, reminder_events.c.id > after)
                 .order_by(reminder_events.c.id)
             )
             return [
@@ -262,6 +265,7 @@ class ReminderStore:
             if dedupe_key is None:
                 raise
             return False
+        self.changes.notify([reminder_id])
         return True
 
     async def record_many(self, events: Sequence[EventArgs]) -> None:
@@ -270,6 +274,7 @@ class ReminderStore:
         ``dedupe_key`` raises IntegrityError here (write them one by one to find it)."""
         async with self.engine.begin() as conn:
             await _write_events(conn, events)
+        self.changes.notify(rid for rid, *_ in events)
 
 
 # (reminder id, kind, detail, keyword arguments of ReminderStore.record)

@@ -28,6 +28,7 @@ from server.console import throttle
 from server.console.coverage import call_texts
 from server.console.session import COOKIE, decode_cookie, encode_cookie, secret_key
 from server.errors import ConfigError
+from server.reminders import ReminderStore
 from server.settings import Settings
 from server.tenants import hash_api_key
 from tests.audio_fixtures import take_from_sounds
@@ -1040,6 +1041,46 @@ async def test_the_reminder_stream_follows_a_keypress_within_a_second(env: Env) 
             assert states[-1]["status"] == "confirmed" and states[-1]["call_sid"] == sid
             kinds = [e["data"]["kind"] for e in seen if e["event"] == "event"]
             assert "keypress" in kinds
+
+
+async def test_the_stream_wakes_on_this_process_writes_and_polls_for_the_others(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reminder = await env.reminder()
+    elsewhere = ReminderStore(env.runtime.engine)  # another server process's writes
+    monkeypatch.setattr(console_reminders, "POLL_S", 30.0)
+    path = f"/console/reminders/{reminder.id}/events"
+    async with signed_in(env, env.api_key) as smile, smile.http.get(path) as resp:
+        events = EventReader(resp)
+        await events.until('"pending"', 2)
+        assert len(env.store.changes) == 1  # the open page watches its reminder
+        await elsewhere.record(reminder.id, "status", {}, status="busy", outcome="busy")
+        with pytest.raises(TimeoutError):  # nothing wakes the page: it waits for its poll
+            await events.until('"busy"', 0.5)
+        await env.store.record(reminder.id, "note", {"n": 1})  # this process: at once
+        seen = await events.until('"note"', 1.0)
+        states = [e["data"]["status"] for e in seen if e["event"] == "reminder"]
+        kinds = [e["data"]["kind"] for e in seen if e["event"] == "event"]
+        assert states == ["busy"] and kinds == ["status", "note"]
+    # The page has gone: nothing is left watching.
+    async with asyncio.timeout(2):
+        while len(env.store.changes):
+            await asyncio.sleep(0.02)
+
+
+async def test_the_stream_polls_for_writes_of_other_processes(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reminder = await env.reminder()
+    elsewhere = ReminderStore(env.runtime.engine)
+    monkeypatch.setattr(console_reminders, "POLL_S", 0.1)
+    path = f"/console/reminders/{reminder.id}/events"
+    async with signed_in(env, env.api_key) as smile, smile.http.get(path) as resp:
+        events = EventReader(resp)
+        await events.until('"pending"', 2)
+        await elsewhere.record(reminder.id, "status", {}, status="busy", outcome="busy")
+        seen = await events.until('"busy"', 1.0)
+        assert seen[-1]["event"] == "reminder"
 
 
 async def test_the_stream_ends_when_the_key_is_rotated(

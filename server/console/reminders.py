@@ -1,9 +1,10 @@
 """Reminders: the list with status and outcome, one reminder's events and Twilio log, and a
 server-sent-events stream that keeps the page current.
 
-The stream polls the database (every POLL_S) instead of listening inside this process: the
-webhook that records a keypress may land on any server process, and the database is the one
-place they all share.
+The stream reads the database whenever this process writes the reminder (server/changes.py:
+webhooks and the outbox wake it at once) and at least every POLL_S: the webhook that records a
+keypress may land on another server process, and the database is the one place they all share.
+Each read fetches only the events the page has not seen.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from server.keys import reminders_key, runtime_key
 from server.reminders import STATUSES, Event, Reminder
 
 routes = web.RouteTableDef()
-POLL_S = 0.3
+POLL_S = 1.0
 KEEPALIVE_S = 15.0
 # A stream ends after this long; EventSource reconnects by itself (with Last-Event-ID).
 MAX_STREAM_S = 600.0
@@ -132,22 +133,22 @@ def _sse(event: str, data: Any, event_id: int | None = None) -> bytes:
 async def _changes(
     request: web.Request, reminder: Reminder, after: int
 ) -> AsyncIterator[Sequence[bytes]]:
-    """Messages whenever the reminder or its events change, polling the database."""
+    """Messages whenever the reminder or its events change (see the module docstring)."""
     store = request.app[reminders_key]
     last_state: dict[str, Any] | None = None
-    while True:
-        current = await store.get(reminder.id)
-        state = reminder_state(current)
-        out: list[bytes] = []
-        if state != last_state:
-            out.append(_sse("reminder", state))
-            last_state = state
-        for e in await store.events(reminder.id):
-            if e.id > after:
+    with store.changes.watch(reminder.id) as watch:
+        while True:
+            current = await store.get(reminder.id)
+            state = reminder_state(current)
+            out: list[bytes] = []
+            if state != last_state:
+                out.append(_sse("reminder", state))
+                last_state = state
+            for e in await store.events(reminder.id, after=after):
                 out.append(_sse("event", event_row(e), e.id))
                 after = e.id
-        yield out
-        await asyncio.sleep(POLL_S)
+            yield out
+            await watch.wait(POLL_S)
 
 
 @routes.get(r"/console/reminders/{id:\d+}/events")
