@@ -14,6 +14,7 @@ from server.keys import reminders_key, runtime_key
 from server.reminders import DryRunReminderStore, ReminderStore
 from server.runtime import Runtime, open_runtime
 from server.settings import Settings
+from server.throttle import SignInThrottle, throttle_key
 from voicebank.errors import VoiceBankError
 
 log = logging.getLogger("voiceprompt.server")
@@ -73,6 +74,8 @@ def create_app(
             yield
 
     app.cleanup_ctx.append(runtime_ctx)
+    # Failed console sign-ins and API tokens, per client address; in memory, per process.
+    app[throttle_key] = SignInThrottle()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/media/{key:.+}", media.media)
     app.add_routes(api.routes)

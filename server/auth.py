@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from server.errors import Forbidden
 from server.keys import runtime_key
+from server.throttle import client_address, throttle_key
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,26 @@ async def authenticate(request: web.Request) -> Principal:
         raise _unauthorized("send Authorization: Bearer <admin token or tenant API key>")
     token = token.strip()
     rt = request.app[runtime_key]
+    throttle = request.app[throttle_key]
+    address = client_address(request, rt.settings.trusted_proxies)
+    wait = throttle.locked_for(address)
+    if wait is not None:
+        seconds = math.ceil(wait)
+        raise web.HTTPTooManyRequests(
+            text=json.dumps(
+                {
+                    "error": f"too many wrong tokens from {address}; try again in {seconds} s",
+                    "field": None,
+                }
+            ),
+            content_type="application/json",
+            headers={"Retry-After": str(seconds)},
+        )
     admin = rt.settings.admin_token
     if admin and hmac.compare_digest(token.encode(), admin.encode()):
         return Principal(None)
     tenant = await rt.tenants.by_api_key(token)
     if tenant is None:
+        throttle.failed(address)
         raise _unauthorized("unknown token")
     return Principal(tenant.slug)

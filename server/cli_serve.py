@@ -48,7 +48,9 @@ def served_settings(settings: Settings, host: str, port: int) -> Settings:
     nothing."""
     if settings.public_url_set:
         return settings
-    shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    # Listening on every address: name loopback. "::" is IPv6 only here (asyncio opens it
+    # IPV6_V6ONLY), so its loopback is ::1, not 127.0.0.1.
+    shown = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     if ":" in shown:
         shown = f"[{shown}]"  # an IPv6 address
     return dataclasses.replace(settings, public_url=f"http://{shown}:{port}")

@@ -129,7 +129,8 @@ class ReminderStore:
     def __init__(self, engine: AsyncEngine, changes: Changes | None = None) -> None:
         self.engine = engine
         self.tenants = TenantStore(engine)
-        self.changes = changes or Changes()  # wakes live pages on this process's writes
+        # Wakes live pages on this process's writes (not `or`: an unwatched Changes is falsy).
+        self.changes = changes if changes is not None else Changes()
 
     async def create(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -355,18 +356,44 @@ def test_twiml_prints_the_answer_without_recording_anything(cli, settings):
     fails(cli.invoke(main, ["twiml", "--reminder", "999"]), "no reminder 999")
 
 
-def test_serve_hands_out_urls_of_the_port_it_listens_on_unless_public_url_is_set() -> None:
-    from server.cli_serve import _banner, served_settings
-    from server.runtime import media_base_url
-    from server.settings import Settings
+def test_serve_hands_out_urls_of_the_port_it_listens_on_unless_public_url_is_set(
+    settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aiohttp.web
 
-    default = Settings.from_env({})
-    local = served_settings(default, "127.0.0.1", 8791)
-    assert local.public_url == "http://127.0.0.1:8791"
-    assert media_base_url(local) == "http://127.0.0.1:8791/media"
-    assert "http://127.0.0.1:8791/twilio/voice/<reminder id>" in _banner(local, "127.0.0.1", 8791)
-    anywhere = served_settings(default, "0.0.0.0", 9000)
-    assert anywhere.public_url == "http://127.0.0.1:9000"
-    assert served_settings(default, "::1", 9000).public_url == "http://[::1]:9000"
-    tunnel = Settings.from_env({"VOICEPROMPT_PUBLIC_URL": "https://vp.example.com"})
-    assert served_settings(tunnel, "127.0.0.1", 8791) == tunnel
+    import server.cli_serve
+    from server.runtime import media_base_url
+
+    built: list[Any] = []
+    served: list[tuple[str, int]] = []
+
+    def create_app(app_settings: Any, **options: Any) -> Any:
+        built.append(app_settings)
+        return app_settings
+
+    def run_app(app: Any, *, host: str, port: int, **options: Any) -> None:
+        served.append((host, port))
+
+    monkeypatch.setattr(server.cli_serve, "create_app", create_app)
+    monkeypatch.setattr(aiohttp.web, "run_app", run_app)
+
+    def serve(*args: str, public_url: str | None = None) -> Any:
+        env = {
+            "VOICEPROMPT_DATA_DIR": str(settings.data_dir),
+            "VOICEPROMPT_DATABASE_URL": settings.database_url,
+            "VOICEPROMPT_PUBLIC_URL": public_url,  # None: unset
+        }
+        result = ok(CliRunner(env=env).invoke(main, ["serve", "--no-worker", *args]))
+        return built[-1], result.output
+
+    app_settings, output = serve("--port", "8791")
+    assert served[-1] == ("127.0.0.1", 8791)
+    assert app_settings.public_url == "http://127.0.0.1:8791"
+    assert media_base_url(app_settings) == "http://127.0.0.1:8791/media"
+    assert "http://127.0.0.1:8791/twilio/voice/<reminder id>" in output
+    assert serve("--host", "0.0.0.0", "--port", "9000")[0].public_url == "http://127.0.0.1:9000"
+    # "::" listens on IPv6 only here: its loopback is ::1.
+    assert serve("--host", "::", "--port", "9000")[0].public_url == "http://[::1]:9000"
+    tunnel, output = serve("--port", "8791", public_url="https://vp.example.com")
+    assert tunnel.public_url == "https://vp.example.com"
+    assert "https://vp.example.com/twilio/voice/<reminder id>" in output

@@ -22,9 +22,9 @@ import pytest
 from prompts.models import ClipIndex
 from prompts.script import recording_script
 from prompts.text import normalize
+from server import throttle
 from server.apilog import ApiLog
 from server.console import reminders as console_reminders
-from server.console import throttle
 from server.console.coverage import call_texts
 from server.console.session import COOKIE, decode_cookie, encode_cookie, secret_key
 from server.errors import ConfigError
@@ -315,16 +315,17 @@ def test_the_client_behind_trusted_proxies_is_the_nearest_untrusted_hop() -> Non
         Settings.from_env({"VOICEPROMPT_TRUSTED_PROXIES": "127.0.0.1,localhost"})
 
 
-async def test_a_successful_sign_in_or_time_forgives_earlier_failures(
+async def test_failures_age_out_but_a_success_does_not_forgive_them(
     env: Env, clock: FakeClock
 ) -> None:
     async with aiohttp.ClientSession(base_url=base_url(env)) as http:
+        # A tenant cannot guess on for ever by signing in with its own key in between.
         await fail(http, 4)
         assert (await sign_in_attempt(http, env.api_key)).status == 303
-        await fail(http, 4)  # a fresh count after the success: not locked yet
-        clock.now += throttle.WINDOW_S  # the last four age out of the window
-        await fail(http, 4)
-        assert (await sign_in_attempt(http, ADMIN_TOKEN)).status == 303
+        resp = await sign_in_attempt(http, "another-guess")
+        assert resp.status == 401  # the fifth failure: now locked
+        assert (await sign_in_attempt(http, env.api_key)).status == 429
+        clock.now += throttle.LOCKOUT_S
         # The window slides: a failure counts for five minutes, then no more.
         await fail(http, 1)
         clock.now += 200
@@ -333,6 +334,40 @@ async def test_a_successful_sign_in_or_time_forgives_earlier_failures(
         await fail(http, 1)
         resp = await sign_in_attempt(http, ADMIN_TOKEN)
         assert resp.status == 303, await resp.text()
+
+
+async def test_the_api_locks_out_an_address_that_sends_wrong_tokens(
+    env: Env, clock: FakeClock
+) -> None:
+    async with aiohttp.ClientSession(base_url=base_url(env)) as http:
+
+        async def tenants(token: str) -> aiohttp.ClientResponse:
+            headers = {"Authorization": f"Bearer {token}"}
+            async with http.get("/api/tenants/smile", headers=headers) as resp:
+                await resp.read()
+                return resp
+
+        for i in range(throttle.MAX_FAILURES - 1):
+            assert (await tenants(f"guess-{i}")).status == 401
+        assert (await tenants(env.api_key)).status == 200  # no forgiveness either
+        assert (await tenants("guess-last")).status == 401
+        locked = await tenants(ADMIN_TOKEN)
+        assert locked.status == 429 and locked.headers["Retry-After"] == "300"
+        # The console's sign-in shares the count: one limit per address for every door.
+        assert (await sign_in_attempt(http, ADMIN_TOKEN)).status == 429
+        clock.now += throttle.LOCKOUT_S
+        assert (await tenants(ADMIN_TOKEN)).status == 200
+
+
+def test_forwarded_addresses_with_ports_brackets_and_ipv6_are_normalised() -> None:
+    local = Settings.from_env({}).trusted_proxies
+    hop = lambda text: throttle.client_from("127.0.0.1", [text], local)  # noqa: E731
+    assert hop("203.0.113.7:5123") == "203.0.113.7"
+    assert hop("[2001:db8::1]:443") == "2001:db8::/64"
+    # One IPv6 subscriber (a /64) is one count, however its address is written.
+    assert hop("2001:DB8:0::1") == hop("2001:db8::ffff:1") == "2001:db8::/64"
+    assert throttle.client_from("::ffff:198.51.100.4", [], local) == "198.51.100.4"
+    assert hop("unknown") == "127.0.0.1"
 
 
 async def test_a_burst_of_concurrent_guesses_gets_only_five_tokens_checked(
@@ -352,18 +387,26 @@ def test_the_sign_in_throttle_forgets_old_addresses_and_stays_bounded(
     monkeypatch.setattr(throttle, "MAX_ADDRESSES", 100)
     limiter = throttle.SignInThrottle()
     for _ in range(throttle.MAX_FAILURES):
-        limiter.attempt("203.0.113.9")
+        limiter.failed("203.0.113.9")
     # A flood of one-off addresses: memory stays bounded, the recent lockout stays.
     for i in range(50):
-        limiter.attempt(f"10.0.{i // 256}.{i % 256}")
+        limiter.failed(f"10.0.{i // 256}.{i % 256}")
     assert len(limiter) == 51 and limiter.locked_for("203.0.113.9") == throttle.LOCKOUT_S
     for i in range(5000):
-        limiter.attempt(f"10.1.{i // 256}.{i % 256}")
+        limiter.failed(f"10.1.{i // 256}.{i % 256}")
     assert len(limiter) == 100
+    # A sign-in being checked is not forgotten while it runs.
+    assert limiter.reserve("198.51.100.7") is None
     # Everything older than the window and lockouts is forgotten at the next failure.
     clock.now += max(throttle.WINDOW_S, throttle.LOCKOUT_S)
-    limiter.attempt("198.51.100.1")
-    assert len(limiter) == 1 and limiter.locked_for("198.51.100.1") is None
+    limiter.failed("198.51.100.1")
+    assert len(limiter) == 2 and limiter.locked_for("198.51.100.1") is None
+    limiter.release("198.51.100.7")  # it ended well: nothing left to remember of it
+    limiter.failed("198.51.100.2")
+    assert len(limiter) == 2 and limiter.locked_for("198.51.100.7") is None
+    clock.now += throttle.WINDOW_S
+    limiter.failed("198.51.100.3")
+    assert len(limiter) == 1
 
 
 # --- CSRF ----------------------------------------------------------------------------------------
@@ -747,7 +790,8 @@ async def test_the_bank_shows_a_hundred_clips_a_page_with_links_to_the_others(en
         assert last.showing == "Showing 2,301–2,345 of 2,345 · page 24 of 24"
         assert last.previous == "/console/bank?voice=many&page=23" and last.next is None
         # A page past the end shows the last one; below 1 or not a number, the first.
-        for asked, shown in [("25", last), ("99999", last), ("0", first), ("-2", first)]:
+        huge = "9" * 20  # past what a database integer holds
+        for asked, shown in [("25", last), (huge, last), ("0", first), ("-2", first)]:
             status, html = await admin.get(f"/console/bank?voice=many&page={asked}")
             assert status == 200 and bank_page(html) == shown, asked
         status, html = await admin.get("/console/bank?voice=many&page=two")
@@ -1062,6 +1106,10 @@ async def test_the_stream_wakes_on_this_process_writes_and_polls_for_the_others(
         states = [e["data"]["status"] for e in seen if e["event"] == "reminder"]
         kinds = [e["data"]["kind"] for e in seen if e["event"] == "event"]
         assert states == ["busy"] and kinds == ["status", "note"]
+        # What webhooks write goes through the outbox (a batch): it wakes the page too.
+        env.outbox.add(reminder.id, "keypress", {"digits": "1"}, status="confirmed")
+        seen = await events.until('"keypress"', 1.0)
+        assert [e["data"]["status"] for e in seen if e["event"] == "reminder"] == ["confirmed"]
     # The page has gone: nothing is left watching.
     async with asyncio.timeout(2):
         while len(env.store.changes):

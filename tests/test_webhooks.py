@@ -644,8 +644,20 @@ async def test_the_outbox_groups_events_and_stops_at_shutdown(env: Env, reminder
         await outbox.drain()  # written at once, then the server stops with nothing queued
     assert writer.done()  # the writer stopped rather than being left behind
     assert writes == [5, 1]
+    # drain() does not wait for the linger (shutdown, tests): with an hour's linger it returns
+    # at once.
+    server.outbox.LINGER_S, linger = 3600.0, server.outbox.LINGER_S
+    try:
+        async with running(outbox):
+            outbox.add(reminder.id, "note", {"n": 6})
+            await asyncio.sleep(0)
+            async with asyncio.timeout(2):
+                await outbox.drain()
+    finally:
+        server.outbox.LINGER_S = linger
+    assert writes == [5, 1, 1]
     notes = [e.detail["n"] for e in await env.events(reminder.id, "note")]
-    assert notes == list(range(6))
+    assert notes == list(range(7))
 
 
 @pytest.fixture

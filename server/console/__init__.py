@@ -25,7 +25,6 @@ from aiohttp import web
 from server.console import bank, coverage, home, preview, reminders, tenant_settings
 from server.console.pages import jinja_key, make_jinja
 from server.console.session import make_secret, secret_key
-from server.console.throttle import SignInThrottle, throttle_key
 from server.keys import runtime_key
 from server.preview import PreviewRenderer
 from server.settings import Settings
@@ -37,7 +36,6 @@ def setup(app: web.Application, settings: Settings) -> None:
     """Add the console's routes and state to ``app`` (after the runtime's cleanup context)."""
     app[secret_key] = make_secret(settings)
     app[jinja_key] = make_jinja()
-    app[throttle_key] = SignInThrottle()  # in memory: each process counts on its own
     app[reminders.streams_key] = weakref.WeakSet()
     app[preview.audio_cache_key] = OrderedDict()
 

@@ -79,10 +79,15 @@ async def _voices(request: web.Request, tenants: list[Tenant]) -> list[str]:
     return list(dict.fromkeys([*known, *(t.voice for t in tenants)]))
 
 
+# Far past any voice's last page, and small enough that its offset fits a database integer
+# (?page=99999999999999999999 was a 500 from SQLite and PostgreSQL alike).
+MAX_PAGE = 1_000_000
+
+
 def _page_number(request: web.Request) -> int:
     """``?page=`` as asked for; anything that is not a number counts as the first page."""
     try:
-        return max(1, int(request.query.get("page", "1")))
+        return min(MAX_PAGE, max(1, int(request.query.get("page", "1"))))
     except ValueError:
         return 1
 

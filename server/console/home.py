@@ -8,8 +8,8 @@ from aiohttp import web
 
 from server.console.pages import form_text, page, render, session_of, visible_tenants
 from server.console.session import end_session, principal_for_token, safe_next, start_session
-from server.console.throttle import client_address, throttle_key
 from server.keys import reminders_key, runtime_key
+from server.throttle import client_address, throttle_key
 
 routes = web.RouteTableDef()
 
@@ -31,7 +31,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     throttle = request.app[throttle_key]
     address = client_address(request, request.app[runtime_key].settings.trusted_proxies)
     # Counted before the token is checked, so concurrent guesses cannot outrun the limit.
-    wait = throttle.attempt(address)
+    wait = throttle.reserve(address)
     if wait is not None:
         # Locked out: the token is not even looked at, so guessing on gains nothing.
         seconds = math.ceil(wait)
@@ -43,16 +43,20 @@ async def login(request: web.Request) -> web.StreamResponse:
         )
         response.headers["Retry-After"] = str(seconds)
         return response
-    principal = await principal_for_token(request, token)
+    try:
+        principal = await principal_for_token(request, token)
+    except BaseException:
+        throttle.release(address)  # the database failed, not the token
+        raise
     if principal is None:
-        throttle.failed(address)
+        throttle.failed(address, reserved=True)
         return render(
             request,
             "login.html",
             {"next": target, "error": "That is neither the admin token nor a tenant's API key."},
             status=401,
         )
-    throttle.succeeded(address)
+    throttle.release(address)
     response = web.HTTPSeeOther(target)
     start_session(request, response, principal, token)
     raise response
