@@ -24,6 +24,10 @@ Decisions, with the reasons:
   the usual "log in to this mailbox" key.
 * Size: a document over ``MAX_TWIML_BYTES`` is error 11750, so each view has shorter forms (one
   pass, then ``<Say>`` of the transcript, then the fallback) and answers the first that fits.
+  A machine's forms never drop below ``MIN_VOICEMAIL_LOOPS`` passes (it may start recording
+  late): ``loops`` passes of the clips, two passes, the text spoken ``loops`` then two times, and
+  the fallback spoken twice. The recordings are given up before the second pass is.
+* Tenant settings (voice, language) and URLs are cleaned of XML-illegal characters like texts.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from urllib.parse import quote, urlencode
 from xml.sax.saxutils import escape
 
 from prompts.models import ClipSegment, PauseSegment, Plan, SaySegment, Segment
+from server.messages import MIN_VOICEMAIL_LOOPS
 from server.twiml_doc import XML_DECLARATION, Element, Response
 
 __all__ = [
@@ -190,13 +195,19 @@ def _say_chunks(text: str, limit: int = SAY_MAX_CHARS) -> list[str]:
     return chunks
 
 
+def _setting(value: str | None) -> str | None:
+    """A tenant's voice or language as an attribute: cleaned; left out when nothing is left."""
+    return (_clean(value) or None) if value else None
+
+
 def _emit(target: Element, verbs: Iterable[_Verb], opts: ViewOptions) -> None:
+    voice, language = _setting(opts.voice), _setting(opts.language)
     for verb in verbs:
         if isinstance(verb, _Play):
             target.play(_clean(verb.url))
         elif isinstance(verb, _Say):
             for chunk in _say_chunks(verb.text):
-                target.say(chunk, voice=opts.voice, language=opts.language)
+                target.say(chunk, voice=voice, language=language)
         else:
             seconds = pause_seconds(verb.ms)
             if seconds:
@@ -204,13 +215,16 @@ def _emit(target: Element, verbs: Iterable[_Verb], opts: ViewOptions) -> None:
 
 
 def _passes(
-    plan: Plan, after_each: tuple[Segment, ...] = (), body: tuple[Segment, ...] | None = None
+    plan: Plan,
+    after_each: tuple[Segment, ...] = (),
+    body: tuple[Segment, ...] | None = None,
+    loops: int | None = None,
 ) -> tuple[Segment, ...]:
-    """``plan.loops`` passes (at least one) of ``body`` (default: the plan's segments), with the
-    plan's loop pause between passes and ``after_each`` following every pass."""
+    """``loops`` (default ``plan.loops``) passes, at least one, of ``body`` (default: the plan's
+    segments), with the plan's loop pause between passes and ``after_each`` after every pass."""
     one = plan.segments if body is None else body
     out: list[Segment] = []
-    for i in range(max(1, plan.loops)):
+    for i in range(max(1, plan.loops if loops is None else loops)):
         if i:
             out.append(PauseSegment(plan.loop_pause_ms))
         out.extend(one)
@@ -297,15 +311,21 @@ def _gathering(body: tuple[Segment, ...], opts: ViewOptions, *, tone: bool = Fal
 
 
 def voicemail_twiml(plan: Plan, opts: ViewOptions) -> str:
-    """For a machine: optional skip tone, the message ``plan.loops`` times, then hang up."""
+    """For a machine: optional skip tone, the message ``plan.loops`` times but never fewer than
+    ``MIN_VOICEMAIL_LOOPS``, then hang up. Every shorter form keeps that many passes."""
     text = _text(plan)
+    loops = max(plan.loops, MIN_VOICEMAIL_LOOPS)
+    counts = (loops, MIN_VOICEMAIL_LOOPS) if loops > MIN_VOICEMAIL_LOOPS else (loops,)
+
+    def played(n: int) -> Callable[[], str]:
+        return lambda: _ending(_passes(plan, loops=n), opts, tone=True)
+
+    def spoken(n: int) -> Callable[[], str]:
+        return lambda: _ending(_passes(plan, body=_say(text), loops=n), opts, tone=True)
+
     return _first_fitting(
-        [
-            lambda: _ending(_passes(plan), opts, tone=True),
-            lambda: _ending(plan.segments, opts, tone=True),
-            lambda: _ending(_passes(plan, body=_say(text)), opts, tone=True),
-        ],
-        lambda: fallback_twiml(text, opts.language, opts.voice),
+        [*map(played, counts), *map(spoken, counts)],
+        lambda: fallback_twiml(text, opts.language, opts.voice, passes=MIN_VOICEMAIL_LOOPS),
     )
 
 
@@ -356,7 +376,8 @@ def hangup_twiml() -> str:
 
 # --- the emergency answer -----------------------------------------------------------------------
 
-# Far below 64 kB even with every character escaped to "&amp;" (5 bytes) in UTF-8.
+# Far below 64 kB even with every character escaped to "&amp;" (5 bytes) in UTF-8; shared by
+# the passes when the message is said more than once.
 _FALLBACK_MAX_CHARS = 9000
 
 
@@ -365,18 +386,26 @@ def fallback_twiml(
     language: str = DEFAULT_LANGUAGE,
     voice: str | None = None,
     apology: str = DEFAULT_APOLOGY,
+    passes: int = 1,
 ) -> str:
-    """``<Say>`` the message (or the apology when there is none), then hang up. Never raises.
+    """``<Say>`` the message ``passes`` times (a second apart; the apology once when there is
+    no message), then hang up. Never raises.
 
     Written without the helper so that nothing but string operations can go wrong. ``voice``
     defaults to Twilio's own: a Polly voice that does not fit ``language`` fails the <Say>.
+    A document that would still be too big (absurd voice or language) is a bare hang-up.
     """
     try:
-        words = " ".join(_clean(text).split())[:_FALLBACK_MAX_CHARS] or apology
+        passes = max(1, passes)
+        words = " ".join(_clean(text).split())[: _FALLBACK_MAX_CHARS // passes]
+        if not words:
+            words, passes = apology, 1
         attrs = f' language="{_attr(language)}"' if language else ""
         attrs += f' voice="{_attr(voice)}"' if voice else ""
         says = "".join(f"<Say{attrs}>{escape(chunk)}</Say>" for chunk in _say_chunks(words))
-        return f"{XML_DECLARATION}<Response>{says}<Hangup/></Response>"
+        body = '<Pause length="1"/>'.join([says] * passes)
+        doc = f"{XML_DECLARATION}<Response>{body}<Hangup/></Response>"
+        return doc if _fits(doc) else _LAST_RESORT
     except Exception:  # the one place that must answer whatever happened
         return _LAST_RESORT
 

@@ -3,9 +3,12 @@
 The views were first built with twilio's ``VoiceResponse`` helper, which makes an object per verb
 and serialises them through ElementTree: about 1 ms for an answer of 80 verbs, most of the
 answer webhook's time. This writer produces the same bytes (attributes sorted, ElementTree's
-escaping and its ``<Verb />`` empty form; ``tests/test_twiml.py`` checks it against the helper)
-in a few hundredths of that. It knows only the verbs and attributes below, all of which Twilio
-accepts where the views put them.
+escaping, its ``<Verb />`` empty form for a verb with no text, ``true``/``false`` for booleans;
+``tests/test_twiml.py`` checks it against the helper) in a few hundredths of that. It knows only
+the verbs and attributes below, all of which Twilio accepts where the views put them.
+
+Like the helper, it writes what it is given: characters XML 1.0 forbids (controls, lone
+surrogates) are the caller's to remove (``server.twiml`` cleans every text, URL and attribute).
 """
 
 from __future__ import annotations
@@ -43,9 +46,19 @@ def attr(value: str) -> str:
     return value
 
 
-def _tag(name: str, attrs: Mapping[str, str | int | None]) -> str:
+Value = str | int | bool | None  # None: the attribute is left out
+
+
+def _value(value: str | int | bool) -> str:
+    """An attribute value as the helper writes it: ``str()``, but booleans in lower case."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _tag(name: str, attrs: Mapping[str, Value]) -> str:
     """``<Name a="1" b="2"`` (not closed), attributes sorted by name as the helper does."""
-    items = "".join(f' {k}="{attr(str(v))}"' for k, v in sorted(attrs.items()) if v is not None)
+    items = "".join(f' {k}="{attr(_value(v))}"' for k, v in sorted(attrs.items()) if v is not None)
     return f"<{name}{items}"
 
 
@@ -58,7 +71,7 @@ def _say_tag(language: str | None, voice: str | None) -> str:
 class Element:
     """A verb that holds others (``<Response>``, ``<Gather>``); children are written in order."""
 
-    def __init__(self, name: str, attrs: Mapping[str, str | int | None] | None = None) -> None:
+    def __init__(self, name: str, attrs: Mapping[str, Value] | None = None) -> None:
         self._open = _tag(name, attrs or {})
         self._close = f"</{name}>"
         self._children: list[str | Element] = []
@@ -78,9 +91,10 @@ class Element:
         self._children.append("<Hangup />")
 
     def redirect(self, url: str, *, method: str = "POST") -> None:
-        self._children.append(f"{_tag('Redirect', {'method': method})}>{text(url)}</Redirect>")
+        tag = _tag("Redirect", {"method": method})
+        self._children.append(f"{tag}>{text(url)}</Redirect>" if url else f"{tag} />")
 
-    def gather(self, attrs: Mapping[str, str | int | None]) -> Element:
+    def gather(self, attrs: Mapping[str, Value]) -> Element:
         """A nested ``<Gather>``; ``attrs`` are TwiML's own names (``numDigits``)."""
         child = Element("Gather", attrs)
         self._children.append(child)

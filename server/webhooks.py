@@ -36,7 +36,7 @@ from server.callflow import (
 from server.errors import NotFound
 from server.health import guard_key
 from server.keys import reminders_key, runtime_key
-from server.messages import MessageRequest, build_plan, local_today
+from server.messages import MIN_VOICEMAIL_LOOPS, MessageRequest, build_plan, local_today
 from server.outbox import Outbox, running
 from server.phrases import ENDINGS, SORRY, keypress_config, menu_text
 from server.reminders import Reminder
@@ -184,7 +184,9 @@ async def _message(request: web.Request, call: Call, variant: str) -> Plan:
     )
     plan = await _guard(request, call, build_plan(req, call.view.index, now=_now()))
     cache = request.app[spoken_key]
-    cache[r.id] = (plan.transcript, call.tenant.language, call.tenant.say_voice)
+    # A machine is told the words twice even by the fallback (it may start recording late).
+    passes = MIN_VOICEMAIL_LOOPS if variant == "voicemail" else 1
+    cache[r.id] = (plan.transcript, call.tenant.language, call.tenant.say_voice, passes)
     cache.move_to_end(r.id)
     while len(cache) > 10_000:
         cache.popitem(last=False)
@@ -242,8 +244,8 @@ def _fallback(
     spoken = request.app[spoken_key].get(rid)
     if spoken is None:
         return _twiml(twiml.fallback_twiml(""))
-    text, language, voice = spoken
-    return _twiml(twiml.fallback_twiml(text, language, voice))
+    text, language, voice, passes = spoken
+    return _twiml(twiml.fallback_twiml(text, language, voice, passes=passes))
 
 
 Respond = Callable[[], Awaitable[web.Response]]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from click.testing import CliRunner
+from multidict import CIMultiDict
 
 from server.cli import main
 from server.db import create_engine, upgrade
@@ -64,6 +65,53 @@ def test_judge(status, headers, reason):
 
 def test_an_unknown_md5_is_not_compared():
     assert judge(Target(1, "u", 5), 200, {**OK_HEADERS, "ETag": '"' + "0" * 32 + '"'}) == ""
+
+
+# -- check_all, with fetches answered from memory ----------------------------------------------
+class _Answers(Checker):
+    """No network: target ``i`` answers after ``i % 3 + 1`` turns of the loop, so answers come
+    back out of order; the URL ``bad`` raises (a bug, not a failed fetch)."""
+
+    def __init__(self, *, bad: str = "", concurrency: int = 4) -> None:
+        super().__init__(None, concurrency=concurrency, retries=0)  # type: ignore[arg-type]
+        self.bad = bad
+        self.fetched: list[str] = []
+
+    async def fetch(self, url: str) -> tuple[int, CIMultiDict[str]]:
+        for _ in range(int(url.rsplit("/", 1)[1]) % 3 + 1):
+            await asyncio.sleep(0)
+        self.fetched.append(url)
+        if url == self.bad:
+            raise RuntimeError(f"bug while fetching {url}")
+        return 200, CIMultiDict({"Content-Type": "audio/mpeg", "Content-Length": "1"})
+
+
+def _targets(n: int) -> list[Target]:
+    return [Target(i, f"http://x/{i}", 1) for i in range(n)]
+
+
+async def test_check_all_keeps_input_order_and_reports_each_result_once():
+    seen: list[int] = []
+    results = await _Answers().check_all(_targets(20), progress=lambda r: seen.append(r.clip_id))
+    assert [r.clip_id for r in results] == list(range(20))
+    assert all(r.ok for r in results)
+    assert sorted(seen) == list(range(20)) and seen != list(range(20))  # as they finish
+    assert await _Answers().check_all([], progress=lambda r: seen.append(-1)) == []
+    assert len(seen) == 20
+
+
+async def test_an_exception_in_one_check_stops_the_others():
+    checker = _Answers(bad="http://x/5")
+    seen: list[int] = []
+    with pytest.raises(RuntimeError, match="http://x/5"):
+        await checker.check_all(_targets(40), progress=lambda r: seen.append(r.clip_id))
+    reported, fetched = len(seen), len(checker.fetched)
+    for _ in range(200):  # far more turns than the remaining 34 fetches need
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.002)
+    # Nothing goes on behind the caller's back once check_all has raised.
+    assert (len(seen), len(checker.fetched)) == (reported, fetched)
+    assert reported < 10 and 5 not in seen
 
 
 # -- against moto -----------------------------------------------------------------------------

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections import Counter
 
 import pytest
 
 from prompts.models import ClipSegment, PauseSegment, Plan, SaySegment, Variant
+from server.messages import MIN_VOICEMAIL_LOOPS
 from server.twiml import (
     DEFAULT_SKIP_DIGIT,
     MAX_TWIML_BYTES,
@@ -152,9 +154,11 @@ def test_loops_repeat_the_message(loops, view):
         root = parse(voicemail_twiml(message, OPTS))
     else:
         root = parse(human_twiml(message, MENU, OPTS))
+    # A machine hears the message at least MIN_VOICEMAIL_LOOPS times whatever the plan says.
+    passes = max(loops, MIN_VOICEMAIL_LOOPS) if view == "voicemail" else loops
     first = clip(1).url or ""
-    assert plays(root).count(first) == loops
-    assert len(root.findall(".//Pause")) == loops - 1
+    assert plays(root).count(first) == passes
+    assert len(root.findall(".//Pause")) == passes - 1
 
 
 def test_human_menu_follows_every_pass():
@@ -288,18 +292,61 @@ def test_twenty_clip_message_fits():
         assert len(plays(root)) >= 60
 
 
-def test_oversized_message_falls_back_to_shorter_forms():
-    # About 112 bytes per <Play>: 400 clips fit once but not twice, 800 not even once.
-    huge = plan(*(clip(n) for n in range(400)), loops=2)
-    root = parse(voicemail_twiml(huge, OPTS))
-    assert len(plays(root)) == 400
-    bigger = plan(*(clip(n) for n in range(800)), loops=2)
-    root = parse(voicemail_twiml(bigger, OPTS))
-    assert plays(root) == []  # spoken instead, still looped
-    assert set(tags(root)) == {"Say", "Pause", "Hangup"}
+def wordy(n: int, words: int = 1) -> ClipSegment:
+    """Clip n of a long message: a ~109-byte <Play> each, and ``words`` words of ~6 characters."""
+    text = "Hello from the clinic" if n == 0 else " ".join(f"w{n}x{i}" for i in range(words))
+    return clip(n, text)
+
+
+# (loops, clips, words per clip) -> the form that fits and how many passes it keeps. About 109
+# bytes per <Play>: 150 clips fit three times, 250 twice, 300 once (a machine must not get that).
+@pytest.mark.parametrize(
+    ("loops", "clips", "words", "form", "passes"),
+    [
+        (3, 150, 1, "play", 3),  # the plan's own loops
+        (3, 250, 1, "play", 2),  # two passes of the recordings
+        (2, 300, 1, "say", 2),  # the text spoken, looped
+        (3, 300, 1, "say", 3),
+        (3, 300, 12, "say", 2),  # ~26 kB of text: three passes do not fit, two do
+        (2, 300, 20, "fallback", 2),  # ~44 kB of text: only the (truncated) fallback fits
+        (2, 400, 1, "say", 2),
+        (2, 800, 1, "say", 2),
+    ],
+)
+def test_oversized_voicemail_keeps_at_least_two_passes(loops, clips, words, form, passes):
+    message = plan(*(wordy(n, words) for n in range(clips)), loops=loops)
+    doc = voicemail_twiml(message, ViewOptions(skip_to_beep=True))
+    root = parse(doc)  # well-formed and under MAX_TWIML_BYTES
     assert tags(root)[-1] == "Hangup"
-    said = ET.tostring(root, encoding="unicode")
-    assert said.count("phrase 799") == 2
+    assert "press" not in doc.lower()
+    said = " ".join(s.text or "" for s in root.iter("Say"))
+    last = message.transcript.split()[-1]
+    if form == "play":
+        assert set(Counter(plays(root)).values()) == {passes}
+        assert len(set(plays(root))) == clips
+        assert said == ""
+    else:
+        assert plays(root) == []  # spoken instead
+        assert said.count("Hello from the clinic") == passes
+        # The spoken forms say all of it; the fallback truncates each pass.
+        assert said.count(last) == (passes if form == "say" else 0)
+    # The skip tone stays in every form but the hand-written fallback.
+    assert (root[0].attrib == {"digits": "#"}) == (form != "fallback")
+    assert MIN_VOICEMAIL_LOOPS == 2
+
+
+def test_the_fallback_can_repeat_the_message():
+    twice = parse(fallback_twiml("Your appointment is at 3 PM.", passes=2))
+    assert tags(twice) == ["Say", "Pause", "Say", "Hangup"]
+    assert [s.text for s in twice.iter("Say")] == ["Your appointment is at 3 PM."] * 2
+    once = parse(fallback_twiml("Your appointment is at 3 PM."))
+    assert tags(once) == ["Say", "Hangup"]  # other callers: unchanged
+    sorry = parse(fallback_twiml("", passes=2))
+    assert tags(sorry) == ["Say", "Hangup"]  # the apology is said once
+    # Worst case: every character escaped to 5 bytes, twice, still fits.
+    worst = parse(fallback_twiml("& " * 20_000, passes=2))
+    assert len(worst.findall("Pause")) == 1
+    assert tags(parse(fallback_twiml("hi", voice="v" * MAX_TWIML_BYTES, passes=2))) == ["Hangup"]
 
 
 def test_long_say_is_split_under_the_polly_limit():
@@ -340,6 +387,32 @@ def test_views_escape_text_and_urls():
     assert root.find(".//Say").text == "Tom & Jerry <3 Press 1."  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(
+    ("voice", "language", "attrib"),
+    [
+        (
+            "Polly.\ud800Jo\x00anna",
+            "en-\x1bUS\ufffe",
+            {"language": "en-US", "voice": "Polly.Joanna"},
+        ),
+        ("\x07", "es-MX", {"language": "es-MX"}),  # nothing left: Twilio's default voice
+        ('Polly."Lupe"\t', "es-US", {"language": "es-US", "voice": 'Polly."Lupe"\t'}),
+    ],
+)
+def test_voice_and_language_are_cleaned_like_texts(voice, language, attrib):
+    # A tenant's settings are free text: a lone surrogate made the document unencodable, a
+    # control character made it unparseable (error 12100).
+    opts = ViewOptions.for_reminder(1, voice=voice, language=language)
+    for doc in (
+        voicemail_twiml(MESSAGE, opts),
+        human_twiml(MESSAGE, "Press 1.", opts),
+        sorry_and_menu("Sorry.", "Press 1.", opts),
+        say_and_hangup("Goodbye.", opts),
+    ):
+        says = list(parse(doc).iter("Say"))  # parse() encodes the document first
+        assert says and all(say.attrib == attrib for say in says)
+
+
 # --- the writer against twilio's own helper ------------------------------------------------------
 
 
@@ -376,6 +449,9 @@ def test_writer_matches_twilio_helper_byte_for_byte():
         g.say("plain", language="es-MX")
         g.pause(length=2)
         r.redirect("/g?a=1&b=2", method="POST")
+        r.redirect("", method="POST")
+        r.gather({"actionOnEmptyResult": True, "numDigits": 1}).say("x", voice="", language="")
+        r.gather({"actionOnEmptyResult": False})
         r.say("")
         r.hangup()
 
@@ -395,6 +471,9 @@ def test_writer_matches_twilio_helper_byte_for_byte():
         g.say("plain", language="es-MX")
         g.pause(length=2)
         r.redirect("/g?a=1&b=2", method="POST")
+        r.redirect("", method="POST")
+        r.gather(action_on_empty_result=True, num_digits=1).say("x", voice="", language="")
+        r.gather(action_on_empty_result=False)
         r.say("")
         r.hangup()
 
@@ -403,3 +482,50 @@ def test_writer_matches_twilio_helper_byte_for_byte():
     assert str(mine) == _helper(theirs)
     empty = Response()
     assert str(empty) == _helper(lambda r: None)
+
+
+# Strings the views may hand the writer (after _clean: XML 1.0's own characters only).
+ADVERSARIAL = [
+    "",
+    " ",
+    "0",
+    "\t",
+    "\r",
+    "\n",
+    "a\r\nb\tc",
+    '"',
+    "'",
+    "\"'<>&",
+    "&amp; &#10; ]]> <!-- -->",
+    "café — naïve",
+    "日本語のメッセージ",
+    "\U0001f600 \U0001f9b7",
+    "\x7f\x85\u2028\u2029",
+    "\x00\x01\x0b\x1f",  # illegal in XML: the views remove them, but the writer still agrees
+    ODD,
+]
+
+
+@pytest.mark.parametrize("value", ADVERSARIAL, ids=ascii)
+def test_writer_matches_twilio_helper_on_odd_strings(value):
+    from server.twiml_doc import Response
+
+    mine = Response()
+    mine.say(value, voice=value, language=value)
+    mine.play(value)
+    mine.play(digits=value)
+    mine.redirect(value, method=value)
+    g = mine.gather({"action": value, "finishOnKey": value, "numDigits": 1, "method": "POST"})
+    g.say(value)
+    g.play(value)
+
+    def theirs(r):  # type: ignore[no-untyped-def]
+        r.say(value, voice=value, language=value)
+        r.play(value)
+        r.play(digits=value)
+        r.redirect(value, method=value)
+        g = r.gather(action=value, finish_on_key=value, num_digits=1, method="POST")
+        g.say(value)
+        g.play(value)
+
+    assert str(mine) == _helper(theirs)

@@ -768,3 +768,17 @@ async def test_a_machine_hears_the_message_twice_when_people_hear_it_once(
     assert plays(person).count(env.url("hello")) == 1
     machine = await env.twiml(voice_path(reminder.id), call("machine_end_beep", env.new_call_sid()))
     assert plays(machine).count(env.url("hello")) == 2
+
+
+async def test_a_machine_still_hears_the_words_twice_when_the_database_is_gone(
+    env: Env, reminder: Reminder, fast_retries: None
+) -> None:
+    sid = env.new_call_sid()
+    first = await env.twiml(voice_path(reminder.id), call("machine_end_beep", sid))
+    assert_voicemail_view(env, first, env.tenant.loops)
+    await env.drain()
+    async with database_down(env, "closed-port"):
+        root = await env.twiml(voice_path(reminder.id), call("machine_end_beep", sid))
+    assert kids(root) == ["Say", "Pause", "Say", "Hangup"]
+    words = [s.text for s in root.iter("Say")]
+    assert words[0] == words[1] and words[0]

@@ -211,10 +211,14 @@ class Checker:
         targets: Sequence[Target],
         progress: Callable[[CheckResult], None] | None = None,
     ) -> list[CheckResult]:
-        """Every target, ``concurrency`` at a time; results in the order of ``targets``.
+        """Every target, ``concurrency`` at a time; results in the order of ``targets``, and
+        ``progress`` called once per result as it comes.
 
         ``concurrency`` workers take the next target in turn: a task per target waiting on a
-        semaphore cost the client as much CPU as the requests themselves on a fast server."""
+        semaphore cost the client as much CPU as the requests themselves on a fast server.
+        A check that raises (a bug: failed fetches are results) cancels the other workers before
+        its exception reaches the caller, so nothing runs or reports after check_all has raised;
+        the exception is raised as it is, or as an ExceptionGroup when several workers failed."""
         results: list[CheckResult | None] = [None] * len(targets)
         pending = iter(enumerate(targets))
 
@@ -224,5 +228,15 @@ class Checker:
                 if progress is not None:
                     progress(result)
 
-        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(targets)))))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self.concurrency, len(targets))):
+                    group.create_task(worker())
+        except ExceptionGroup as failed:
+            if len(failed.exceptions) == 1:
+                raise failed.exceptions[0] from None
+            raise
+        missing = [targets[i].clip_id for i, r in enumerate(results) if r is None]
+        if missing:
+            raise RuntimeError(f"check_all lost the results of clips {missing}")
         return [r for r in results if r is not None]
