@@ -37,9 +37,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
-from xml.sax.saxutils import escape
 
 from prompts.models import ClipSegment, PauseSegment, Plan, SaySegment, Segment
+from server import twiml_doc
 from server.messages import MIN_VOICEMAIL_LOOPS
 from server.twiml_doc import XML_DECLARATION, Element, Response
 
@@ -402,7 +402,7 @@ def fallback_twiml(
             words, passes = apology, 1
         attrs = f' language="{_attr(language)}"' if language else ""
         attrs += f' voice="{_attr(voice)}"' if voice else ""
-        says = "".join(f"<Say{attrs}>{escape(chunk)}</Say>" for chunk in _say_chunks(words))
+        says = "".join(f"<Say{attrs}>{twiml_doc.text(c)}</Say>" for c in _say_chunks(words))
         body = '<Pause length="1"/>'.join([says] * passes)
         doc = f"{XML_DECLARATION}<Response>{body}<Hangup/></Response>"
         return doc if _fits(doc) else _LAST_RESORT
@@ -411,4 +411,4 @@ def fallback_twiml(
 
 
 def _attr(value: str) -> str:
-    return escape(_clean(value), {'"': "&quot;"})
+    return twiml_doc.attr(_clean(value))
