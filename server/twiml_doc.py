@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 
-__all__ = ["Element", "Response"]
+__all__ = ["XML_DECLARATION", "Element", "Response", "attr", "text"]
 
 XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
 
