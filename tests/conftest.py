@@ -7,6 +7,7 @@ the tests then get their own throw-away database on that server.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,6 +22,16 @@ from server.settings import Settings
 from tests.fleet import fresh_database
 
 PG_URL = os.environ.get("VOICEPROMPT_TEST_POSTGRES_URL", "")
+
+
+@pytest.fixture(autouse=True)
+def _collector_sees_only_this_test() -> None:
+    """Freeze what earlier tests left behind, so the garbage collector's full passes walk only
+    what this test makes. Without it the session holds over a million objects by its end and a
+    full pass took up to 0.6 s: long enough to push a webhook past its database budget (a test
+    then hears the <Say> fallback), and an earlier test's leftovers were finalised, with their
+    warnings, in the middle of a later one."""
+    gc.freeze()
 
 
 @pytest.fixture(scope="session")
