@@ -24,12 +24,13 @@ Targets (issue 3): voiceprompt >= 50% of the constant handler's throughput, p99 
 ``--profile FILE`` writes the server's cProfile stats (main thread only; py-spy sees the
 database threads too).
 
-Where an answer's time went on a 2-vCPU VM (one request at a time, ~2.7 ms each before the
-TwiML writer): TwiML through twilio's ElementTree-based helper ~1 ms (now ~0.1 ms with
-``server.twiml_doc``); the reminder + tenant read ~1 ms through SQLAlchemy's async engine
-(aiosqlite hands each statement to its thread and back; asyncpg is no faster here); the form and
-the signature ~0.15 ms; the outbox's event write ~0.1 ms amortised (batched); planning ~0.2 ms;
-aiohttp and the event loop the rest.
+Where an answer's time went on a 2-vCPU VM (one request at a time; ~3.1 ms before the TwiML
+writer, 2.7 ms after): TwiML through twilio's ElementTree-based helper took ~1 ms under the
+profiler (now a few hundredths of that with ``server.twiml_doc``); the reminder + tenant read
+~0.8 ms through SQLAlchemy's async engine (aiosqlite hands each statement to its thread and back;
+asyncpg is no faster here), which is the whole difference between ``constant`` and
+``constant+read``; the form and the signature ~0.15 ms; planning ~0.2 ms; the outbox's event
+writes, batched, and aiohttp and the event loop the rest.
 """
 
 from __future__ import annotations
