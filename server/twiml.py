@@ -254,10 +254,6 @@ def _say(text: str) -> tuple[Segment, ...]:
 # --- documents ----------------------------------------------------------------------------------
 
 
-def _render(resp: Response) -> str:
-    return str(resp)
-
-
 def _fits(doc: str) -> bool:
     return len(doc.encode("utf-8")) <= MAX_TWIML_BYTES
 
@@ -283,7 +279,7 @@ def _ending(body: tuple[Segment, ...], opts: ViewOptions, *, tone: bool = False)
         _skip_tone(resp, opts)
     _emit(resp, _verbs(body), opts)
     resp.hangup()
-    return _render(resp)
+    return str(resp)
 
 
 def _gathering(body: tuple[Segment, ...], opts: ViewOptions, *, tone: bool = False) -> str:
@@ -307,7 +303,7 @@ def _gathering(body: tuple[Segment, ...], opts: ViewOptions, *, tone: bool = Fal
     _emit(gather, _verbs(body), opts)
     # Reached only when the Gather times out: Twilio skips verbs after it once a key is pressed.
     resp.redirect(_clean(opts.noinput_url), method="POST")
-    return _render(resp)
+    return str(resp)
 
 
 def voicemail_twiml(plan: Plan, opts: ViewOptions) -> str:
@@ -371,7 +367,7 @@ def say_and_hangup(prompt: Prompt, opts: ViewOptions | None = None) -> str:
 def hangup_twiml() -> str:
     resp = Response()
     resp.hangup()
-    return _render(resp)
+    return str(resp)
 
 
 # --- the emergency answer -----------------------------------------------------------------------
