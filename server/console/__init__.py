@@ -1,11 +1,11 @@
 """The web console at ``/``: voice bank, coverage, preview, tenant settings and reminders.
 
 Server-rendered (aiohttp + Jinja2) with a little JavaScript and no build step; signed in with
-the admin token or a tenant's API key, and a tenant sees only its own things.
+the admin token or a tenant's API key, and a tenant sees only its own things. Failed sign-ins
+are limited per address by server/throttle.py, shared with the REST API.
 
     home.py             sign-in, sign-out, home          session.py  the signed cookie, CSRF
     bank.py             voice bank, uploads, clip audio  pages.py    templates, auth, errors
-                                                         throttle.py failed sign-ins per address
     coverage.py         coverage, recording scripts
     preview.py          transcript, MP3, TwiML
     tenant_settings.py  the settings form
