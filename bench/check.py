@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import botocore.exceptions  # noqa: E402
 
 from voicebank.checks import Checker, Target, open_session  # noqa: E402
-from voicebank.s3 import S3Storage  # noqa: E402
-from voicebank.storage import content_key  # noqa: E402
+from voicebank.storage.base import content_key  # noqa: E402
+from voicebank.storage.s3 import S3Storage  # noqa: E402
 
 BUCKET = "vp-bench"
 PREFIX = "bench"

@@ -6,7 +6,7 @@ A fresh database (PostgreSQL when ``--postgres`` or VOICEPROMPT_TEST_POSTGRES_UR
 a new database is created and dropped; otherwise a SQLite file) gets one tenant and N reminders
 due now, each to its own allow-listed number. The fake Twilio REST API runs on loopback in a
 process of its own and timestamps every create request as it arrives; the workers are
-``python -m server.worker`` processes, started together.
+``python -m server.dialing.worker`` processes, started together.
 
 Prints the achieved call rate (create requests per second between the first and the last) as a
 ratio of the budget (target >= 0.95), the duplicate count (numbers called more than once;
@@ -27,8 +27,8 @@ if __package__ in (None, ""):
     # Run as a script: make the repository importable without installing it.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.fake_twilio import FakeTwilioProcess, max_per_second
-from tests.fleet import Fleet, Monitor, fresh_database, numbers, seed
+from tests.support.fake_twilio import FakeTwilioProcess, max_per_second
+from tests.support.fleet import Fleet, Monitor, fresh_database, numbers, seed
 
 
 def main(argv: list[str] | None = None) -> int:

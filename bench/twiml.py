@@ -26,7 +26,7 @@ database threads too).
 
 Where an answer's time went on a 2-vCPU VM (one request at a time; ~3.1 ms before the TwiML
 writer, 2.7 ms after): TwiML through twilio's ElementTree-based helper took ~1 ms under the
-profiler (now a few hundredths of that with ``server.twiml_doc``); the reminder + tenant read
+profiler (now a few hundredths of that with ``server.calls.twiml_doc``); the reminder + tenant read
 ~0.8 ms through SQLAlchemy's async engine (aiosqlite hands each statement to its thread and back;
 asyncpg is no faster here), which is the whole difference between ``constant`` and
 ``constant+read``; the form and the signature ~0.15 ms; planning ~0.2 ms; the outbox's event
@@ -62,15 +62,15 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from prompts.models import ClipSegment
-from server.db import create_engine, upgrade
-from server.messages import MessageRequest, build_plan
+from server.calls.messages import MessageRequest, build_plan
+from server.calls.signature import SIGNATURE_HEADER, sign
+from server.db.engine import create_engine, upgrade
+from server.db.schema import reminder_events
 from server.reminders import ReminderStore
 from server.runtime import open_runtime
-from server.schema import reminder_events
 from server.settings import Settings
-from server.signature import SIGNATURE_HEADER, sign
 from server.tenants import Tenant
-from tests.fleet import fresh_database
+from tests.support.fleet import fresh_database
 from voicebank.asterisk import DEFAULT_SOUNDS, find_transcript_file, read_transcript_file
 from voicebank.ingest import ingest_bytes
 

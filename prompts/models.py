@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from prompts.text import tokens_key
+
 
 class Variant(StrEnum):
     """How a clip was spoken: continuing (level pitch), final (falling pitch), or either."""
@@ -17,14 +19,6 @@ class Variant(StrEnum):
     CONTINUING = "continuing"
     FINAL = "final"
     ANY = "any"
-
-
-class Break(StrEnum):
-    """Punctuation that follows a token: none, a comma-like pause or a sentence end."""
-
-    NONE = ""
-    COMMA = ","
-    SENTENCE = "."
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +114,6 @@ class ClipIndex:
 
     @classmethod
     def build(cls, clips: Iterable[ClipEntry]) -> ClipIndex:
-        from prompts.text import tokens_key
-
         grouped: dict[tuple[str, ...], list[ClipEntry]] = {}
         for clip in clips:
             key = tokens_key(clip.text)

@@ -8,8 +8,16 @@ tokens ("," or ".") so a recorded phrase that contains a comma only matches the 
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 
-from prompts.models import Break
+
+class Break(StrEnum):
+    """Punctuation that follows a token: none, a comma-like pause or a sentence end."""
+
+    NONE = ""
+    COMMA = ","
+    SENTENCE = "."
+
 
 _BREAK_CHARS = {
     ",": Break.COMMA,
@@ -22,7 +30,6 @@ _BREAK_CHARS = {
     "…": Break.SENTENCE,
 }
 # An initialism such as "a.m." keeps its dots: it is one spoken unit, not a sentence end.
-_INITIALISM = re.compile(r"^(?:[a-z]\.){2,}$")
 _TOKEN = re.compile(r"(?:[a-z]\.){2,}|[a-z0-9]+(?:'[a-z]+)*|[,;:.?!…—]")
 
 
@@ -63,7 +70,3 @@ def tokens_key(text: str) -> tuple[str, ...]:
 def normalize(text: str) -> str:
     """A transcript as one comparable string ("Thank you." -> "thank you")."""
     return " ".join(tokens_key(text))
-
-
-def is_initialism(token: str) -> bool:
-    return bool(_INITIALISM.match(token))

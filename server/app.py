@@ -1,4 +1,9 @@
-"""The aiohttp application factory: settings in, a ready web.Application out."""
+"""The aiohttp application factory: settings in, a ready web.Application out.
+
+Every route, every AppKey's value and every background task of the service is registered here,
+from each package's ``routes`` and ``context(settings)``; the keys themselves live in
+``server.keys`` so that no handler imports this module.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from prompts.errors import PromptError
-from server import api, api_calls, console, dispatch, health, media, webhooks
+from server.calls import webhooks
+from server.dialing import dispatch
 from server.errors import ServerError
-from server.keys import reminders_key, runtime_key
+from server.keys import reminders_key, runtime_key, throttle_key
 from server.reminders import DryRunReminderStore, ReminderStore
 from server.runtime import Runtime, open_runtime
 from server.settings import Settings
-from server.throttle import SignInThrottle, throttle_key
+from server.web import api, api_calls, api_voicebank, console, health, media
+from server.web.throttle import SignInThrottle
 from voicebank.errors import VoiceBankError
 
 log = logging.getLogger("voiceprompt.server")
@@ -73,16 +80,23 @@ def create_app(
             app[reminders_key] = store_class(rt.engine)
             yield
 
+    # Contexts open in this order and close in reverse: the runtime first, then what uses it.
     app.cleanup_ctx.append(runtime_ctx)
+    app.cleanup_ctx.append(webhooks.context(settings))
+    app.cleanup_ctx.append(health.context(settings, record=not dry_run))
+    app.cleanup_ctx.append(console.context(settings))
+    if worker:
+        app.cleanup_ctx.append(dispatch.context(settings))
+    app.on_shutdown.append(console.close_streams)
     # Failed console sign-ins and API tokens, per client address; in memory, per process.
     app[throttle_key] = SignInThrottle()
+
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/media/{key:.+}", media.media)
-    app.add_routes(api.routes)
-    app.add_routes(api_calls.routes)
-    webhooks.setup(app, settings)
-    health.setup(app, settings, record=not dry_run)
-    console.setup(app, settings)
-    if worker:
-        dispatch.setup(app, settings)
+    for routes in (media.routes, api.routes, api_calls.routes, webhooks.routes):
+        app.add_routes(routes)
+    app.add_routes(health.routes)
+    app.add_routes(api_voicebank.routes)
+    for routes in console.ROUTES:
+        app.add_routes(routes)
+    app.router.add_static("/console/static", console.STATIC, append_version=False)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server.changes import Changes
+from server.db.changes import Changes
+from server.db.schema import reminder_events, reminders, tenants
 from server.errors import NotFound, ValidationError
-from server.schema import reminder_events, reminders, tenants
-from server.tenants import Tenant, TenantStore, normalize_phone
+from server.tenants import Tenant, TenantStore, normalize_phone, tenant_columns, tenant_from_row
 
 STATUSES = (
     "pending",
@@ -102,7 +102,7 @@ _SELECT = sa.select(reminders, tenants.c.slug.label("tenant_slug")).join(
 # once with a bound parameter: every call webhook runs it, and building the statement anew
 # (coercions, cache key) cost about as much as SQLite answering it.
 _SELECT_FOR_CALL = (
-    sa.select(reminders, *(tenants.c[f.name].label(f"tenant_{f.name}") for f in fields(Tenant)))
+    sa.select(reminders, *tenant_columns("tenant_"))
     .join(tenants, tenants.c.id == reminders.c.tenant_id)
     .where(reminders.c.id == sa.bindparam("reminder_id"))
 )
@@ -195,7 +195,7 @@ class ReminderStore:
         if row is None:
             raise NotFound(f"no reminder {reminder_id}")
         m = row._mapping
-        tenant = Tenant(**{f.name: m[f"tenant_{f.name}"] for f in fields(Tenant)})
+        tenant = tenant_from_row(m, "tenant_")
         return _reminder(m), tenant
 
     async def by_call_sid(self, call_sid: str) -> Reminder | None:

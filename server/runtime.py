@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.db import create_engine, current_revisions, head_revisions, upgrade
-from server.errors import ConfigError
+from server.db.engine import create_engine, ensure_schema
 from server.settings import Settings
 from server.tenants import TenantStore
 from voicebank.catalogue import Catalogue
-from voicebank.storage import Storage, open_storage
+from voicebank.storage import open_storage
+from voicebank.storage.base import Storage
 
 
 @dataclass(frozen=True)
@@ -38,20 +38,6 @@ def make_storage(settings: Settings) -> Storage:
             s3_endpoint_url=settings.s3_endpoint_url,
         )
     return open_storage(settings.resolved_storage, media_base_url=media_base_url(settings))
-
-
-async def ensure_schema(settings: Settings, engine: AsyncEngine) -> None:
-    """Migrate the embedded SQLite database on use; PostgreSQL is migrated explicitly."""
-    if settings.database_url == "" or settings.resolved_database_url.startswith("sqlite"):
-        await upgrade(engine)
-        return
-    current, head = await current_revisions(engine), head_revisions()
-    if current != head:
-        raise ConfigError(
-            f"the database is at migration {', '.join(current) or 'none'}, the code needs "
-            f"{', '.join(head)}: "
-            "run `voiceprompt db upgrade`"
-        )
 
 
 @asynccontextmanager

@@ -46,7 +46,7 @@ class Settings:
     default_voice: str = "allison"
     target_lufs: float = -19.0
     validate_signatures: bool = True
-    # Fetch checks of clip URLs (server/health.py): every check_interval seconds (0 = never);
+    # Fetch checks of clip URLs (server/web/health.py): every check_interval seconds (0 = never);
     # a webhook checks afresh a clip whose last check is older than check_max_age.
     check_interval: float = 3600.0
     check_max_age: float = 86400.0

@@ -11,7 +11,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from prompts.errors import PromptError
 from prompts.template import validate_template
+from server.db.schema import tenants
+from server.dialing.schedule import DAY_MINUTES, CallingPolicy, parse_clock
 from server.errors import NotFound, ValidationError
-from server.schedule import DAY_MINUTES, parse_clock
-from server.schema import tenants
 
 AMD_MODES = ("off", "enable", "detect-message-end")
 DEFAULT_HUMAN_TEMPLATE = (
@@ -65,7 +65,7 @@ class Tenant:
     digit_cancel: str | None = "5"
     digit_contact: str | None = "9"
     digit_repeat: str | None = "*"
-    # When to call (server/schedule.py): from this long before the appointment, within these
+    # When to call (server/dialing/schedule.py): from this long before the appointment, within these
     # local hours, with this retry policy and gap between any two calls to one number.
     call_lead_minutes: int = 1440
     calling_hours_start: str = "08:00"
@@ -77,6 +77,18 @@ class Tenant:
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def calling_policy(self) -> CallingPolicy:
+        """The tenant's rules for when its reminders may ring (server/dialing/schedule.py)."""
+        return CallingPolicy(
+            zone=self.zone,
+            lead=timedelta(minutes=self.call_lead_minutes),
+            start_minute=parse_clock(self.calling_hours_start),
+            end_minute=parse_clock(self.calling_hours_end, allow_end_of_day=True),
+            retry_delay=timedelta(minutes=self.retry_delay_minutes),
+            max_attempts=self.max_attempts,
+            min_spacing=timedelta(minutes=self.min_spacing_minutes),
+        )
 
     def public_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -194,8 +206,14 @@ def normalize_phone(number: str, region: str, *, field: str = "to") -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-def _from_row(m: Mapping[Any, Any]) -> Tenant:
-    return Tenant(**{f.name: m[f.name] for f in fields(Tenant)})
+def tenant_columns(prefix: str) -> list[sa.Label[Any]]:
+    """Every tenant column, labelled ``<prefix><field>``, to read a tenant along with a join."""
+    return [tenants.c[f.name].label(f"{prefix}{f.name}") for f in fields(Tenant)]
+
+
+def tenant_from_row(m: Mapping[Any, Any], prefix: str = "") -> Tenant:
+    """A Tenant from a row of the tenants table (or of ``tenant_columns(prefix)``)."""
+    return Tenant(**{f.name: m[f"{prefix}{f.name}"] for f in fields(Tenant)})
 
 
 class TenantStore:
@@ -225,12 +243,12 @@ class TenantStore:
             row = (await conn.execute(sa.select(tenants).where(tenants.c.slug == slug))).first()
         if row is None:
             raise NotFound(f"no tenant {slug!r}")
-        return _from_row(row._mapping)
+        return tenant_from_row(row._mapping)
 
     async def list(self) -> list[Tenant]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(sa.select(tenants).order_by(tenants.c.slug))
-            return [_from_row(r._mapping) for r in rows]
+            return [tenant_from_row(r._mapping) for r in rows]
 
     async def update(self, slug: str, changes: Mapping[str, Any]) -> Tenant:
         unknown = sorted(set(changes) - set(EDITABLE))
@@ -264,4 +282,4 @@ class TenantStore:
                     sa.select(tenants).where(tenants.c.api_key_hash == hash_api_key(key))
                 )
             ).first()
-        return None if row is None else _from_row(row._mapping)
+        return None if row is None else tenant_from_row(row._mapping)

@@ -16,10 +16,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.db import create_engine, upgrade
-from server.schema import metadata
+from server.db.engine import create_engine, upgrade
+from server.db.schema import metadata
 from server.settings import Settings
-from tests.fleet import fresh_database
+from tests.support.fleet import fresh_database
+
+# Fixtures shared by many test modules, loaded once for the whole suite.
+pytest_plugins = ["tests.support.server", "tests.support.s3_server"]
 
 PG_URL = os.environ.get("VOICEPROMPT_TEST_POSTGRES_URL", "")
 

@@ -23,7 +23,7 @@ from voicebank.catalogue import Catalogue, ClipRecord
 from voicebank.checks import Checker, CheckResult, Target
 from voicebank.errors import CatalogueError, IngestError, StorageError
 from voicebank.ingest import ingest_bytes
-from voicebank.storage import CONTENT_TYPES, Storage, content_key, key_digest
+from voicebank.storage.base import CONTENT_TYPES, Storage, content_key, key_digest
 
 READ_CONCURRENCY = 8
 CORRUPT = "the stored object's bytes do not match the clip's sha256 (damaged in the store)"

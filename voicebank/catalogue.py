@@ -22,7 +22,7 @@ from voicebank.checks import CheckResult
 from voicebank.errors import CatalogueError
 from voicebank.ingest import ProcessedClip
 from voicebank.schema import clip_checks, clips, voices
-from voicebank.storage import CONTENT_TYPES, Storage, content_key
+from voicebank.storage.base import CONTENT_TYPES, Storage, content_key
 
 
 @dataclass(frozen=True)

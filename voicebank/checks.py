@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from multidict import CIMultiDict
 
-from voicebank.storage import etag_md5
+from voicebank.storage.base import etag_md5
 
 USER_AGENT = "voiceprompt-check/1 (fetches like TwilioProxy/1.1)"
 DEFAULT_CONCURRENCY = 32

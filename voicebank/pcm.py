@@ -187,12 +187,3 @@ def to_int16(x: Float) -> Int16:
 
 def from_int16(x: Int16) -> Float:
     return x.astype(np.float64) / 32768.0
-
-
-def decode_mono(data: bytes, rate: int = MASTER_RATE) -> Float:
-    """Any accepted format -> mono float at ``rate``; raises DecodeError."""
-    fmt = sniff_format(data)
-    if fmt is None:
-        raise DecodeError("unrecognised audio format")
-    decoded = decode(data, fmt)
-    return resample(to_mono(decoded.samples), decoded.sample_rate, rate)

@@ -101,9 +101,6 @@ class Renderer:
     def cache_info(self) -> functools._CacheInfo:
         return self._clip_cache.cache_info()
 
-    def clear_cache(self) -> None:
-        self._clip_cache.cache_clear()
-
     def render_pcm(self, plan: Plan) -> Int16:
         """Mono int16 PCM at RENDER_RATE of every pass of the plan, with the loop pauses."""
         pieces: list[Int16] = []

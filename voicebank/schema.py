@@ -1,7 +1,7 @@
 """Tables of the clip catalogue (SQLAlchemy Core), on the project's one MetaData.
 
 The server adds its own tables to the same ``metadata``; Alembic migrations in
-``server/migrations`` create both. Timestamps are timezone-aware UTC.
+``server/db/migrations`` create both. Timestamps are timezone-aware UTC.
 """
 
 from __future__ import annotations
