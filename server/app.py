@@ -14,7 +14,7 @@ from aiohttp import web
 
 from prompts.errors import PromptError
 from server.calls import webhooks
-from server.dialing import dispatch
+from server.dialing import dispatcher
 from server.errors import ServerError
 from server.keys import reminders_key, runtime_key, throttle_key
 from server.reminders import DryRunReminderStore, ReminderStore
@@ -86,7 +86,7 @@ def create_app(
     app.cleanup_ctx.append(health.context(settings, record=not dry_run))
     app.cleanup_ctx.append(console.context(settings))
     if worker:
-        app.cleanup_ctx.append(dispatch.context(settings))
+        app.cleanup_ctx.append(dispatcher.context(settings))
     app.on_shutdown.append(console.close_streams)
     # Failed console sign-ins and API tokens, per client address; in memory, per process.
     app[throttle_key] = SignInThrottle()

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from server.calls.outbox import Outbox
     from server.calls.preview import PreviewRenderer
     from server.calls.voices import VoiceCache
-    from server.dialing.dispatch import Dispatcher
+    from server.dialing.dispatcher import Dispatcher
     from server.reminders import ReminderStore
     from server.runtime import Runtime
     from server.web.health import Monitor

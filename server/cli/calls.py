@@ -8,10 +8,17 @@ from datetime import UTC, datetime
 
 import click
 
-from server.cli.common import Fail, echo_json, pass_settings, run
+from server.cli.common import (
+    Fail,
+    appointment_at_option,
+    echo_json,
+    pass_settings,
+    provider_option,
+    run,
+)
 from server.dialing.apilog import ApiExchange, ApiLog
 from server.dialing.dialer import add_do_not_call, list_do_not_call, remove_do_not_call
-from server.dialing.dispatch import DispatchConfig, Dispatcher, DispatchResult
+from server.dialing.dispatcher import DispatchConfig, Dispatcher, DispatchResult
 from server.dialing.schedule import first_call_at
 from server.dialing.twilio import open_client
 from server.dialing.worker import run_worker
@@ -38,14 +45,8 @@ def _values(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.command()
 @click.option("--tenant", required=True, help="Tenant slug.")
 @click.option("--to", "to", required=True, help="Number to call (the tenant's region applies).")
-@click.option(
-    "--at",
-    "at_text",
-    required=True,
-    metavar="ISO",
-    help="Appointment time; without an offset it is the tenant's local time.",
-)
-@click.option("--provider", default=None, help="Provider name, e.g. 'Doctor Benedict'.")
+@appointment_at_option
+@provider_option
 @click.option("--value", "values", multiple=True, metavar="KEY=VALUE", help="Template value.")
 @pass_settings
 def remind(

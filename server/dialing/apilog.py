@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.db.schema import api_log
+from voicebank.sql import aware
 
 __all__ = ["MASK", "ApiExchange", "ApiLog", "redact"]
 
@@ -50,10 +51,6 @@ def redact(params: Mapping[str, Any], secrets: Iterable[str] = ()) -> dict[str, 
         else:
             out[name] = _scrub(str(value), secrets)
     return out
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -169,7 +166,7 @@ class ApiLog:
                     request_id=r.request_id,
                     error=r.error,
                     duration_ms=r.duration_ms,
-                    started_at=_aware(r.started_at),
+                    started_at=aware(r.started_at),
                 )
                 for r in rows
             ]

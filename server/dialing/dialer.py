@@ -2,9 +2,10 @@
 
 Safety first, before any request leaves the process: the number must be E.164, outside
 production it must be on ``VOICEPROMPT_DIAL_ALLOWLIST``, and never on the tenant's do-not-call
-list. Then ``client.calls.create`` with our answer URL, status callback and the tenant's AMD.
+list. Then ``CallsApi.create`` (server/dialing/twilio.py) with our answer URL, status callback
+and the tenant's AMD.
 
-Errors, by what a retry could do:
+Errors (the seam's ``ApiError``s), by what a retry could do:
 
 - 20429 / HTTP 429: Twilio did not process the request; back off and retry.
 - 5xx, a timeout, a dropped connection: Twilio may have placed the call. Before retrying we ask
@@ -34,15 +35,14 @@ from typing import Any
 import phonenumbers
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
-from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.rest import Client
 
 from server.db.schema import do_not_call, tenants
 from server.dialing.schedule import backoff_delay
-from server.dialing.twilio import ApiUnreachable, gated
+from server.dialing.twilio import ApiError, ApiRejected, ApiUnreachable, CallRecord, CallsApi
 from server.errors import NotFound, ServerError
 from server.settings import Settings
 from server.tenants import Tenant
+from voicebank.sql import utcnow
 
 __all__ = [
     "AMD_PARAMS",
@@ -61,7 +61,6 @@ __all__ = [
     "crash_point",
     "find_calls",
     "place_call",
-    "twilio_reason",
 ]
 
 log = logging.getLogger("voiceprompt.dialer")
@@ -171,7 +170,7 @@ async def add_do_not_call(
             return False
         await conn.execute(
             do_not_call.insert().values(
-                tenant_id=tid, number=number, reason=reason, created_at=datetime.now(UTC)
+                tenant_id=tid, number=number, reason=reason, created_at=utcnow()
             )
         )
         return True
@@ -200,7 +199,7 @@ async def list_do_not_call(engine: AsyncEngine, tenant_slug: str) -> list[tuple[
 
 
 def call_params(settings: Settings, reminder_id: int, to: str, tenant: Tenant) -> dict[str, Any]:
-    """Keyword arguments of ``client.calls.create`` for one reminder."""
+    """The ``params`` of ``CallsApi.create`` (twilio-python's keywords) for one reminder."""
     if not tenant.caller_id:
         raise DialRefused(f"tenant {tenant.slug!r} has no caller_id to call from", "no_caller_id")
     base = settings.public_url
@@ -216,55 +215,40 @@ def call_params(settings: Settings, reminder_id: int, to: str, tenant: Tenant) -
     }
 
 
-def twilio_reason(exc: TwilioRestException) -> str:
-    """Twilio's own words, without twilio-python's "Unable to create record:" prefix."""
-    msg = str(exc.msg or "")
-    _, sep, rest = msg.partition(": ")
-    text = rest if sep and msg.startswith("Unable to") else msg
-    code = exc.code if exc.code and exc.code != exc.status else None
-    return f"Twilio error {code}: {text}" if code else f"Twilio HTTP {exc.status}: {text}"
-
-
-def classify(exc: BaseException) -> ErrorClass:
+def classify(exc: ApiError) -> ErrorClass:
     if isinstance(exc, ApiUnreachable):
         return ErrorClass.MAYBE_SENT if exc.sent else ErrorClass.UNSENT
-    if isinstance(exc, TwilioRestException):
-        if exc.status == 429 or exc.code == 20429:
+    if isinstance(exc, ApiRejected):
+        if exc.http_status == 429 or exc.code == 20429:
             return ErrorClass.RATE_LIMITED
-        if exc.status >= 500:
+        if exc.http_status >= 500:
             return ErrorClass.SERVER
-        if exc.status == 401:
+        if exc.http_status == 401:
             return ErrorClass.CREDENTIALS
         return ErrorClass.PERMANENT
     # Anything else (an unreadable 201 body, a bug in the client) came after sending.
     return ErrorClass.MAYBE_SENT
 
 
-def _sid(call: Any) -> str:
-    return str(call.sid)
-
-
 async def find_calls(
-    client: Client, to: str, from_: str | None, since: datetime, until: datetime
-) -> list[Any]:
+    calls: CallsApi, to: str, from_: str | None, since: datetime, until: datetime
+) -> list[CallRecord]:
     """Calls Twilio has to ``to`` (from ``from_``) created in [since, until], with clock slack.
 
     ``StartTime>`` filters by day and a queued call has no start time yet, so queued calls are
     asked for separately and the window is checked here on ``date_created``.
     """
     lo, hi = since - CLOCK_SKEW, until + CLOCK_SKEW
-    started = await client.calls.list_async(to=to, start_time_after=lo, limit=200)
-    queued = await client.calls.list_async(to=to, status="queued", limit=200)
-    found: dict[str, Any] = {}
+    started = await calls.list(to=to, start_time_after=lo, limit=200)
+    queued = await calls.list(to=to, status="queued", limit=200)
+    found: dict[str, CallRecord] = {}
     for call in [*started, *queued]:
         created = call.date_created
         if created is not None and not lo <= created.astimezone(UTC) <= hi:
             continue
-        # twilio-python keeps "from" as ``_from`` (a keyword in Python).
-        caller = getattr(call, "_from", None)
-        if (call.to and call.to != to) or (from_ and caller and caller != from_):
+        if (call.to and call.to != to) or (from_ and call.from_ and call.from_ != from_):
             continue
-        found[_sid(call)] = call
+        found[call.sid] = call
     return list(found.values())
 
 
@@ -282,7 +266,7 @@ def crash_point(settings: Settings, name: str, rand: Callable[[], float] = rando
 
 
 async def place_call(
-    client: Client,
+    calls: CallsApi,
     params: Mapping[str, Any],
     *,
     settings: Settings,
@@ -305,17 +289,16 @@ async def place_call(
         if attempt > 1:
             await sleep(policy.delay(attempt - 1, rand()))
             if maybe_sent:
-                found = await _look(client, to, from_, started_at, attempt - 1)
+                found = await _look(calls, to, from_, started_at, attempt - 1)
                 if found is not None:
                     return found
         try:
-            with gated(partial(gate, attempt)):
-                call = await client.calls.create_async(**params)
-        except (TwilioException, ApiUnreachable, ValueError, KeyError) as exc:
+            call = await calls.create(params, before_send=partial(gate, attempt))
+        except ApiError as exc:
             kind = classify(exc)
-            reason = twilio_reason(exc) if isinstance(exc, TwilioRestException) else str(exc)
+            reason = exc.reason
             log.warning("calls.create to %s, try %s: %s (%s)", to, attempt, reason, kind)
-            code = exc.code if isinstance(exc, TwilioRestException) else None
+            code = exc.code if isinstance(exc, ApiRejected) else None
             if kind is ErrorClass.PERMANENT:
                 return DialResult(
                     DialOutcome.FAILED, reason=reason, error_code=code, requests=attempt
@@ -329,13 +312,13 @@ async def place_call(
         crash_point(settings, "after_request", rand)
         return DialResult(
             DialOutcome.PLACED,
-            call_sid=_sid(call),
-            call_status=str(call.status) if call.status else None,
+            call_sid=call.sid,
+            call_status=call.status or None,
             requests=attempt,
         )
     if not maybe_sent:
         return DialResult(DialOutcome.RETRY_LATER, reason=reason, requests=policy.max_tries)
-    found = await _look(client, to, from_, started_at, policy.max_tries)
+    found = await _look(calls, to, from_, started_at, policy.max_tries)
     if found is not None:
         return found
     # Twilio says no such call exists: every failed request was refused or lost before it.
@@ -343,27 +326,27 @@ async def place_call(
 
 
 async def _look(
-    client: Client, to: str, from_: str | None, since: datetime, requests: int
+    calls: CallsApi, to: str, from_: str | None, since: datetime, requests: int
 ) -> DialResult | None:
     """After an answer-less failure: the call if Twilio has exactly one, UNKNOWN if it has
     several or cannot say, None if it has none (a retry is then safe)."""
     try:
-        calls = await find_calls(client, to, from_, since, datetime.now(UTC))
-    except (TwilioException, ApiUnreachable) as exc:
+        found = await find_calls(calls, to, from_, since, utcnow())
+    except ApiError as exc:
         return DialResult(
             DialOutcome.UNKNOWN, reason=f"could not ask Twilio for calls: {exc}", requests=requests
         )
-    if len(calls) == 1:
-        call = calls[0]
+    if len(found) == 1:
+        call = found[0]
         return DialResult(
             DialOutcome.PLACED,
-            call_sid=_sid(call),
-            call_status=str(call.status) if call.status else None,
+            call_sid=call.sid,
+            call_status=call.status or None,
             adopted=True,
             requests=requests,
         )
-    if calls:
-        sids = ", ".join(sorted(_sid(c) for c in calls))
+    if found:
+        sids = ", ".join(sorted(c.sid for c in found))
         return DialResult(
             DialOutcome.UNKNOWN, reason=f"Twilio has several calls: {sids}", requests=requests
         )

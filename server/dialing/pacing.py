@@ -16,12 +16,12 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.db.schema import dial_rate
+from voicebank.sql import dialect_insert
 
 __all__ = [
     "ARRIVAL_JITTER_S",
@@ -31,7 +31,6 @@ __all__ = [
     "TOLERANCE",
     "Pacing",
     "RateBudget",
-    "dialect_insert",
 ]
 
 log = logging.getLogger("voiceprompt.pacing")
@@ -45,17 +44,6 @@ ARRIVAL_JITTER_S = 0.03  # allowance for a request's trip and the far end's cloc
 # that a worker dying while it waits rarely leaves a reminder that never rang in "dialing",
 # far enough that the write never makes the send late.
 PREPARE_AHEAD_S = 0.1
-
-
-def dialect_insert(pg: bool) -> Any:
-    """The dialect's INSERT, which has ON CONFLICT (both PostgreSQL and SQLite do)."""
-    if pg:
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert
 
 
 @dataclass(frozen=True)

@@ -14,18 +14,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.db.schema import number_spacing
-from server.dialing.pacing import dialect_insert
 from server.dialing.schedule import spacing_clear_at
+from voicebank.sql import aware, dialect_insert
 
 __all__ = ["NumberSpacing", "Reservation"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -85,8 +79,8 @@ class NumberSpacing:
                 return Reservation(number, now)
             row = (await conn.execute(sa.select(table).where(table.c.number == number))).one()
         clear = spacing_clear_at(
-            last_dialed_at=_aware(row.last_dialed_at),
-            hold_until=_aware(row.hold_until),
+            last_dialed_at=aware(row.last_dialed_at),
+            hold_until=aware(row.hold_until),
             min_spacing=spacing,
         )
         return max(clear or now, now)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from server.db.engine import create_engine, ensure_schema
 from server.dialing.apilog import ApiLog
-from server.dialing.dispatch import DispatchConfig, Dispatcher
+from server.dialing.dispatcher import DispatchConfig, Dispatcher
 from server.dialing.twilio import open_client
 from server.errors import ServerError
 from server.settings import Settings
@@ -49,8 +49,8 @@ async def run_worker(
     try:
         await ensure_schema(settings, engine)
         api_log = ApiLog(engine, secrets=[settings.twilio_auth_token or ""])
-        async with open_client(settings, api_log) as client:
-            dispatcher = Dispatcher(engine, settings, client, config=config)
+        async with open_client(settings, api_log) as calls:
+            dispatcher = Dispatcher(engine, settings, calls, config=config)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):

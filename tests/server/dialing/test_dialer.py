@@ -74,9 +74,9 @@ DEFAULT_POLICY = DialPolicy()
 async def dial(fake, *, tenant=TENANT, settings=None, policy=DEFAULT_POLICY, rand=lambda: 0.5):
     settings = settings or make_settings(fake)
     rec = Recorder()
-    async with open_client(settings, None) as client:
+    async with open_client(settings, None) as calls:
         result = await place_call(
-            client,
+            calls,
             call_params(settings, 7, TO, tenant),
             settings=settings,
             started_at=datetime.now(UTC),
@@ -247,10 +247,10 @@ async def test_every_exchange_is_logged_with_its_reminder_and_no_secrets(fake, e
     api_log = ApiLog(engine, secrets=[AUTH_TOKEN])
     fake.answer_next(Answer.error(20500))
     rec = Recorder()
-    async with open_client(settings, api_log) as client:
+    async with open_client(settings, api_log) as calls:
         with for_reminder(reminder.id):
             result = await place_call(
-                client,
+                calls,
                 call_params(settings, reminder.id, TO, tenant),
                 settings=settings,
                 started_at=datetime.now(UTC),
@@ -258,7 +258,7 @@ async def test_every_exchange_is_logged_with_its_reminder_and_no_secrets(fake, e
                 sleep=rec.sleep,
             )
         with for_reminder(None):  # outside any reminder: logged without one
-            await client.calls.list_async(to=TO, limit=1)
+            await calls.list(to=TO, limit=1)
     assert result.outcome is DialOutcome.PLACED
     entries = await api_log.for_reminder(reminder.id)
     assert [(e.method, e.status) for e in entries] == [
