@@ -12,6 +12,7 @@ from server.db.engine import create_engine, ensure_schema
 from server.settings import Settings
 from server.tenants import TenantStore
 from voicebank.catalogue import Catalogue
+from voicebank.check_store import CheckStore
 from voicebank.storage import open_storage
 from voicebank.storage.base import Storage
 
@@ -22,6 +23,7 @@ class Runtime:
     engine: AsyncEngine
     storage: Storage
     catalogue: Catalogue
+    checks: CheckStore  # the clips' latest fetch checks
     tenants: TenantStore
 
 
@@ -47,6 +49,7 @@ async def open_runtime(settings: Settings, *, migrate: bool = True) -> AsyncIter
         if migrate:
             await ensure_schema(settings, engine)
         storage = make_storage(settings)
-        yield Runtime(settings, engine, storage, Catalogue(engine, storage), TenantStore(engine))
+        catalogue = Catalogue(engine, storage)
+        yield Runtime(settings, engine, storage, catalogue, CheckStore(engine), TenantStore(engine))
     finally:
         await engine.dispose()

@@ -20,6 +20,7 @@ import soundfile as sf
 
 from voicebank import encode
 from voicebank.catalogue import Catalogue, ClipRecord
+from voicebank.check_store import CheckStore
 from voicebank.checks import Checker, CheckResult, Target
 from voicebank.errors import CatalogueError, IngestError, StorageError
 from voicebank.ingest import ingest_bytes
@@ -49,8 +50,8 @@ class References:
 async def references(
     catalogue: Catalogue, records: Sequence[ClipRecord], *, concurrency: int = READ_CONCURRENCY
 ) -> References:
-    """MD5s from the catalogue's cache; the others read once from the store and verified."""
-    known = await catalogue.known_md5s()
+    """MD5s cached in the check store; the others read once from the storage and verified."""
+    known = await CheckStore(catalogue.engine).known_md5s()
     md5s = {r.id: known[r.id] for r in records if r.id in known}
     new: dict[int, str] = {}
     corrupt: set[int] = set()
@@ -82,7 +83,7 @@ async def check_clips(
     *,
     progress: Callable[[CheckResult], None] | None = None,
 ) -> list[CheckResult]:
-    """Fetch-check the clips and store each one's result in the catalogue."""
+    """Fetch-check the clips and store each one's result in the check store."""
     refs = await references(catalogue, records)
     results = await checker.check_all(targets(catalogue.storage, records, refs.md5s), progress)
     results = [
@@ -99,7 +100,7 @@ async def check_clips(
         )
         for r in results
     ]
-    await catalogue.record_checks(results, refs.new)
+    await CheckStore(catalogue.engine).record(results, refs.new)
     return results
 
 
@@ -193,7 +194,7 @@ async def repair_clip(
         new_url = storage.url(key)
     md5 = _md5(data)
     result = await checker.check(Target(clip_id, storage.url(key), len(data), md5))
-    await catalogue.record_checks([result], {clip_id: md5})
+    await CheckStore(catalogue.engine).record([result], {clip_id: md5})
     return Repair(clip_id, True, how, new_url, result)
 
 

@@ -3,25 +3,27 @@
 Adding a clip stores its objects first (content-addressed, so a retry is harmless) and then
 records it in one transaction; the previous take of the same phrase is marked replaced, never
 deleted. A rejected file never reaches this module, so a rejection changes nothing.
+
+Each clip's latest fetch check is kept by ``voicebank.check_store``; the one write here to its
+table is ``replace_delivery`` dropping the cached MD5 of bytes a clip no longer has.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TypeVar
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from prompts.models import ClipEntry, ClipIndex, Variant
 from prompts.text import normalize
-from voicebank.checks import CheckResult
 from voicebank.errors import CatalogueError
 from voicebank.ingest import ProcessedClip
 from voicebank.schema import clip_checks, clips, voices
+from voicebank.sql import utcnow
 from voicebank.storage.base import CONTENT_TYPES, Storage, content_key
 
 
@@ -59,20 +61,8 @@ class ClipRecord:
         return self.replaced_at is None
 
 
-@dataclass(frozen=True)
-class ClipStatus:
-    """A clip, its latest fetch check (None: never checked) and the MD5 of its MP3 if known."""
-
-    clip: ClipRecord
-    check: CheckResult | None
-    md5: str | None
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _record(row: sa.Row[tuple[object, ...]]) -> ClipRecord:
+def clip_record(row: sa.Row[tuple[object, ...]]) -> ClipRecord:
+    """A ``clips`` row (or a row with its columns, as in ``voicebank.check_store``) as a record."""
     m = row._mapping
     return ClipRecord(
         id=int(m["id"]),
@@ -121,7 +111,7 @@ class Catalogue:
                         name=name or voice_id,
                         description=description,
                         target_lufs=target_lufs,
-                        created_at=_now(),
+                        created_at=utcnow(),
                     )
                 )
                 return Voice(voice_id, name or voice_id, description, target_lufs)
@@ -194,7 +184,7 @@ class Catalogue:
         if variants is not None and len(variants) != len(items):
             raise CatalogueError("one variant per clip is needed")
         keys = [await asyncio.to_thread(self._store_objects, clip) for _, clip in items]
-        now = _now()
+        now = utcnow()
         out: list[ClipRecord] = []
         async with self.engine.begin() as conn:
             await self._require_voice(conn, voice_id)
@@ -249,7 +239,7 @@ class Catalogue:
                         clips.update().where(clips.c.id == old).values(replaced_by=new_id)
                     )
                 row = (await conn.execute(sa.select(clips).where(clips.c.id == new_id))).one()
-                out.append(_record(row))
+                out.append(clip_record(row))
         return out
 
     async def _require_voice(self, conn: AsyncConnection, voice_id: str) -> None:
@@ -265,7 +255,7 @@ class Catalogue:
             row = (await conn.execute(sa.select(clips).where(clips.c.id == clip_id))).first()
         if row is None:
             raise CatalogueError(f"no clip with id {clip_id}")
-        return _record(row)
+        return clip_record(row)
 
     async def list_clips(
         self,
@@ -284,7 +274,7 @@ class Catalogue:
         if not include_replaced:
             query = query.where(clips.c.replaced_at.is_(None))
         async with self.engine.connect() as conn:
-            return [_record(r) for r in await conn.execute(query)]
+            return [clip_record(r) for r in await conn.execute(query)]
 
     async def clip_page(
         self, voice_id: str, *, tenants: Collection[str] | None = None, limit: int, offset: int = 0
@@ -305,7 +295,7 @@ class Catalogue:
             total = (
                 await conn.execute(sa.select(sa.func.count()).select_from(clips).where(*where))
             ).scalar_one()
-            return int(total), [_record(r) for r in await conn.execute(query)]
+            return int(total), [clip_record(r) for r in await conn.execute(query)]
 
     async def history(
         self, voice_id: str, transcript: str, *, tenant: str = ""
@@ -321,7 +311,7 @@ class Catalogue:
             .order_by(clips.c.id.desc())
         )
         async with self.engine.connect() as conn:
-            return [_record(r) for r in await conn.execute(query)]
+            return [clip_record(r) for r in await conn.execute(query)]
 
     async def voice_clips(self, voice_id: str, tenant: str = "") -> list[tuple[ClipEntry, str]]:
         """The current clips a tenant's calls may use, with the storage key of each.
@@ -375,116 +365,6 @@ class Catalogue:
             )
             return {int(r.id): str(r.master_key) for r in rows}
 
-    # -- fetch checks (voicebank.checks, voicebank.audit) --------------------------------------
-    async def record_checks(
-        self, results: Sequence[CheckResult], md5s: Mapping[int, str] | None = None
-    ) -> None:
-        """Store each clip's latest check, replacing the one before.
-
-        ``md5s`` caches the MD5 of clips' verified MP3 bytes (compared with S3 ETags); a clip
-        not in it keeps the MD5 it had.
-        """
-        md5s = md5s or {}
-        fields = ["checked_at", "ok", "status", "reason", "url"]
-        rows = [
-            {
-                "clip_id": r.clip_id,
-                "checked_at": r.checked_at,
-                "ok": r.ok,
-                "status": r.status,
-                "reason": r.reason,
-                "url": r.url,
-                **({"md5": md5s[r.clip_id]} if r.clip_id in md5s else {}),
-            }
-            for r in results
-        ]
-        async with self.engine.begin() as conn:
-            for batch in _batches([r for r in rows if "md5" in r]):
-                await conn.execute(_upsert(conn, batch, [*fields, "md5"]))
-            for batch in _batches([r for r in rows if "md5" not in r]):
-                await conn.execute(_upsert(conn, batch, fields))
-
-    async def latest_checks(self, clip_ids: Sequence[int] | None = None) -> dict[int, CheckResult]:
-        """The last check of each clip (of the given ones), by clip id."""
-        queries = (
-            [sa.select(clip_checks)]
-            if clip_ids is None
-            else [
-                sa.select(clip_checks).where(clip_checks.c.clip_id.in_(batch))
-                for batch in _batches(list(clip_ids))
-            ]
-        )
-        out: dict[int, CheckResult] = {}
-        async with self.engine.connect() as conn:
-            for query in queries:
-                for r in await conn.execute(query):
-                    out[int(r.clip_id)] = CheckResult(
-                        clip_id=int(r.clip_id),
-                        url=str(r.url),
-                        ok=bool(r.ok),
-                        status=r.status,
-                        reason=str(r.reason),
-                        checked_at=_aware(r.checked_at),
-                    )
-        return out
-
-    async def known_md5s(self) -> dict[int, str]:
-        """The cached MD5 of each clip's MP3 bytes, where one was computed."""
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                sa.select(clip_checks.c.clip_id, clip_checks.c.md5).where(
-                    clip_checks.c.md5.is_not(None)
-                )
-            )
-            return {int(r.clip_id): str(r.md5) for r in rows}
-
-    async def clip_statuses(
-        self,
-        clip_ids: Collection[int] | None = None,
-        *,
-        voice_id: str | None = None,
-        tenants: Collection[str] | None = None,
-    ) -> list[ClipStatus]:
-        """Clips with their latest check and cached MD5: the given ids (current or not), or
-        every current clip, optionally of one voice and of some tenants ("" = shared)."""
-        query = sa.select(
-            clips,
-            clip_checks.c.checked_at,
-            clip_checks.c.ok,
-            clip_checks.c.status,
-            clip_checks.c.reason,
-            clip_checks.c.url,
-            clip_checks.c.md5,
-        ).select_from(clips.outerjoin(clip_checks, clip_checks.c.clip_id == clips.c.id))
-        if clip_ids is None:
-            query = query.where(clips.c.replaced_at.is_(None))
-        if voice_id is not None:
-            query = query.where(clips.c.voice_id == voice_id)
-        if tenants is not None:
-            query = query.where(clips.c.tenant.in_(list(tenants)))
-        queries = (
-            [query.order_by(clips.c.id)]
-            if clip_ids is None
-            else [query.where(clips.c.id.in_(b)) for b in _batches(sorted(clip_ids))]
-        )
-        out: list[ClipStatus] = []
-        async with self.engine.connect() as conn:
-            for q in queries:
-                for row in await conn.execute(q):
-                    m = row._mapping
-                    check = None
-                    if m["checked_at"] is not None:
-                        check = CheckResult(
-                            clip_id=int(m["id"]),
-                            url=str(m["url"]),
-                            ok=bool(m["ok"]),
-                            status=m["status"],
-                            reason=str(m["reason"]),
-                            checked_at=_aware(m["checked_at"]),
-                        )
-                    out.append(ClipStatus(_record(row), check, m["md5"]))
-        return out
-
     async def replace_delivery(
         self, clip_id: int, *, storage_key: str, sha256: str, size: int
     ) -> ClipRecord:
@@ -505,7 +385,7 @@ class Catalogue:
                 clip_checks.update().where(clip_checks.c.clip_id == clip_id).values(md5=None)
             )
             row = (await conn.execute(sa.select(clips).where(clips.c.id == clip_id))).one()
-        return _record(row)
+        return clip_record(row)
 
     async def object_keys(self) -> list[str]:
         """Every stored object any clip refers to (replaced takes too): MP3s, masters, originals."""
@@ -516,35 +396,3 @@ class Catalogue:
                 )
             )
         return sorted({key for row in rows for key in row})
-
-
-T = TypeVar("T")
-
-
-def _batches(items: list[T], size: int = 500) -> list[list[T]]:
-    """Chunks small enough for any driver's limit on bound parameters."""
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything here is UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def _upsert(
-    conn: AsyncConnection, rows: Sequence[Mapping[str, object]], update: Sequence[str]
-) -> sa.Executable:
-    """INSERT ... ON CONFLICT (clip_id) DO UPDATE, in the dialect of the connection."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        pg = pg_insert(clip_checks).values(rows)
-        return pg.on_conflict_do_update(
-            index_elements=[clip_checks.c.clip_id], set_={c: pg.excluded[c] for c in update}
-        )
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    lite = sqlite_insert(clip_checks).values(rows)
-    return lite.on_conflict_do_update(
-        index_elements=[clip_checks.c.clip_id], set_={c: lite.excluded[c] for c in update}
-    )

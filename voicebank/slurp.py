@@ -206,3 +206,31 @@ async def slurp(
         source="slurp",
         target_lufs=target_lufs,
     )
+
+
+async def slurp_into_voice(
+    catalogue: Catalogue,
+    url: str,
+    *,
+    voice_id: str,
+    transcript: str,
+    tenant: str = "",
+    variant: Variant = Variant.ANY,
+    target_lufs: float = -19.0,
+    limits: SlurpLimits = SlurpLimits(),
+) -> FileResult:
+    """Create the voice if it is new, then ``slurp`` one recording into it with a session of its
+    own: ``POST /api/voicebank/slurp`` and ``voiceprompt bank slurp`` both come here."""
+    await catalogue.ensure_voice(voice_id, target_lufs=target_lufs)
+    async with open_session(limits) as session:
+        return await slurp(
+            catalogue,
+            session,
+            url,
+            voice_id=voice_id,
+            transcript=transcript,
+            tenant=tenant,
+            variant=variant,
+            target_lufs=target_lufs,
+            limits=limits,
+        )

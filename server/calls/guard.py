@@ -1,11 +1,11 @@
 """The clip guard: which clips of a plan a webhook must speak instead of play.
 
-It answers from memory: the latest checks (loaded from the catalogue, refreshed every
+It answers from memory: the latest checks (loaded from the check store, refreshed every
 ``RELOAD_S`` and whenever the periodic check finishes) decide; a clip whose check is missing or
 older than ``max_age`` is checked afresh, all of them at once, for at most ``budget_s`` (300 ms),
 so a webhook still answers within its second. A fresh check that does not finish in time, or
 gets no answer at all, is inconclusive and the clip plays (a good clip is never spoken because
-the network was slow); its result still lands in the cache and the catalogue when it comes.
+the network was slow); its result still lands in the cache and the check store when it comes.
 On a local folder the guard looks at the file instead (this server is what serves its URL).
 """
 
@@ -20,7 +20,8 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
-from voicebank.catalogue import Catalogue, ClipStatus
+from voicebank.catalogue import Catalogue
+from voicebank.check_store import CheckStore, ClipStatus
 from voicebank.checks import Checker, CheckResult, Target
 from voicebank.sql import utcnow
 from voicebank.storage.local import LocalStorage
@@ -28,7 +29,7 @@ from voicebank.storage.local import LocalStorage
 log = logging.getLogger("voiceprompt.health")
 
 BUDGET_S = 0.3  # a webhook waits this long for fresh checks, in total
-RELOAD_S = 30.0  # the guard reloads the latest checks from the catalogue this often
+RELOAD_S = 30.0  # the guard reloads the latest checks from the check store this often
 LOCAL_TTL_S = 2.0  # a local file found intact is not looked at again for this long
 FRESH_TIMEOUT_S = 5.0  # a fresh check may finish in the background up to this long
 
@@ -57,6 +58,7 @@ class ClipGuard:
         record: bool = True,
     ) -> None:
         self.catalogue = catalogue
+        self.checks = CheckStore(catalogue.engine)
         self.record = record  # store fresh results in the catalogue (not in a dry run)
         self.local = isinstance(catalogue.storage, LocalStorage)
         self.max_age = timedelta(seconds=LOCAL_TTL_S if self.local else max_age_s)
@@ -98,7 +100,7 @@ class ClipGuard:
         """Reload the clips the guard knows, and their latest checks, from the catalogue."""
         self._loaded_at = self.clock()
         if self._clips:
-            self._learn(await self.catalogue.clip_statuses(list(self._clips)))
+            self._learn(await self.checks.clip_statuses(list(self._clips)))
 
     async def close(self) -> None:
         tasks = [*self._tasks, *self._inflight.values()]
@@ -137,7 +139,7 @@ class ClipGuard:
         if unknown:
             try:
                 async with asyncio.timeout(self.budget_s):
-                    self._learn(await self.catalogue.clip_statuses(unknown))
+                    self._learn(await self.checks.clip_statuses(unknown))
             except Exception as exc:  # the database is slow or down: judge what we know
                 log.warning("clip guard cannot load clips %s: %r", sorted(unknown), exc)
         if self.clock() - self._loaded_at > self.reload_s:
@@ -202,5 +204,5 @@ class ClipGuard:
         if result.status is None:
             return None  # no answer: says more about our network than about Twilio's fetch
         if self.record:
-            self._spawn(lambda: self.catalogue.record_checks([result]))
+            self._spawn(lambda: self.checks.record([result]))
         return result

@@ -23,8 +23,7 @@ from voicebank.audit import Repair, check_clips, repair_clips
 from voicebank.catalogue import ClipRecord
 from voicebank.checks import DEFAULT_CONCURRENCY, Checker, CheckResult, open_session
 from voicebank.importer import FileResult
-from voicebank.slurp import open_session as open_slurp_session
-from voicebank.slurp import slurp as slurp_url
+from voicebank.slurp import slurp_into_voice
 from voicebank.storage import open_storage
 from voicebank.storage.base import Storage
 from voicebank.storage.sync import DEFAULT_CONCURRENCY as SYNC_CONCURRENCY
@@ -246,20 +245,16 @@ def slurp(
     async def go() -> tuple[FileResult, str]:
         async with open_runtime(settings) as rt:
             t = await rt.tenants.get(tenant)
-            voice_id = voice or t.voice
-            await rt.catalogue.ensure_voice(voice_id, target_lufs=settings.target_lufs)
-            async with open_slurp_session(limits) as session:
-                result = await slurp_url(
-                    rt.catalogue,
-                    session,
-                    url,
-                    voice_id=voice_id,
-                    transcript=transcript,
-                    tenant=t.slug,
-                    variant=Variant(variant),
-                    target_lufs=settings.target_lufs,
-                    limits=limits,
-                )
+            result = await slurp_into_voice(
+                rt.catalogue,
+                url,
+                voice_id=voice or t.voice,
+                transcript=transcript,
+                tenant=t.slug,
+                variant=Variant(variant),
+                target_lufs=settings.target_lufs,
+                limits=limits,
+            )
             return result, rt.storage.url(result.clip.storage_key) if result.clip else ""
 
     result, clip_url = run(go())

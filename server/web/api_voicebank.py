@@ -18,13 +18,14 @@ from server.errors import ValidationError
 from server.keys import runtime_key
 from server.settings import Settings
 from server.web.auth import authenticate
-from voicebank.slurp import SlurpLimits, open_session, slurp
+from voicebank.slurp import SlurpLimits, slurp_into_voice
 
 routes = web.RouteTableDef()
 VARIANTS = tuple(v.value for v in Variant)
 
 
 def limits_for(settings: Settings, *, allow_private: bool | None = None) -> SlurpLimits:
+    """The slurp limits the settings give (VOICEPROMPT_SLURP_*), here and in ``bank slurp``."""
     return SlurpLimits(
         max_bytes=settings.slurp_max_bytes,
         timeout_s=settings.slurp_timeout,
@@ -67,21 +68,16 @@ async def slurp_clip(request: web.Request) -> web.Response:
     tenant = await rt.tenants.get(slug)
     if voice is not None and voice != tenant.voice:
         principal.require_admin()
-    voice_id = voice or tenant.voice
-    await rt.catalogue.ensure_voice(voice_id, target_lufs=rt.settings.target_lufs)
-    limits = limits_for(rt.settings)
-    async with open_session(limits) as session:
-        result = await slurp(
-            rt.catalogue,
-            session,
-            url,
-            voice_id=voice_id,
-            transcript=transcript,
-            tenant=tenant.slug,
-            variant=Variant(variant),
-            target_lufs=rt.settings.target_lufs,
-            limits=limits,
-        )
+    result = await slurp_into_voice(
+        rt.catalogue,
+        url,
+        voice_id=voice or tenant.voice,
+        transcript=transcript,
+        tenant=tenant.slug,
+        variant=Variant(variant),
+        target_lufs=rt.settings.target_lufs,
+        limits=limits_for(rt.settings),
+    )
     if result.error is not None:
         raise ValidationError(result.error, "url")
     if result.clip is None:

@@ -1,9 +1,10 @@
 """Clip health in the service: the periodic fetch check of every clip (``Monitor``) and
 ``GET /api/voicebank/health``.
 
-Results go to the catalogue and to the clip guard (``server.calls.guard``) that webhooks ask
-before they ``<Play>`` a clip. ``context(settings, record=...)`` opens the guard and the monitor
-for the app; app.py registers it after the runtime's context.
+Results go to the check store (voicebank/check_store.py) and to the clip guard
+(``server.calls.guard``) that webhooks ask before they ``<Play>`` a clip.
+``context(settings, record=...)`` opens the guard and the monitor for the app; app.py registers
+it after the runtime's context.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from server.keys import guard_key, monitor_key, runtime_key
 from server.settings import Settings
 from server.web.auth import authenticate
 from voicebank.audit import check_clips
-from voicebank.catalogue import Catalogue, ClipStatus
+from voicebank.catalogue import Catalogue
+from voicebank.check_store import ClipStatus
 from voicebank.checks import Checker, CheckResult, open_session
 from voicebank.sql import utcnow
 
@@ -123,7 +125,7 @@ async def health(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     rt = request.app[runtime_key]
     tenants = None if principal.tenant is None else ["", principal.tenant]
-    statuses = await rt.catalogue.clip_statuses(
+    statuses = await rt.checks.clip_statuses(
         voice_id=request.query.get("voice") or None, tenants=tenants
     )
     body = summary(statuses, max_age_s=rt.settings.check_max_age, now=utcnow())

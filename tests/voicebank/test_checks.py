@@ -23,6 +23,7 @@ from tests.support.s3_server import (
 from voicebank import audit
 from voicebank.audit import check_clips, repair_clips
 from voicebank.catalogue import Catalogue, ClipRecord
+from voicebank.check_store import CheckStore
 from voicebank.checks import Checker, Target, judge, open_session
 
 MD5 = "5d41402abc4b2a76b9719d911017c592"
@@ -154,7 +155,7 @@ async def test_deleted_mistyped_truncated_and_altered_objects_are_reported(bank,
     assert f"truncated: {eight.size - 100} bytes, expected {eight.size}" in results[eight.id].reason
     assert "checksum: ETag" in results[nine.id].reason
     assert not any(r.ok for r in results.values())
-    stored = await catalogue.latest_checks()
+    stored = await CheckStore(catalogue.engine).latest()
     assert {k: (v.ok, v.reason) for k, v in stored.items()} == {
         k: (v.ok, v.reason) for k, v in results.items()
     }

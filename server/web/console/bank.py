@@ -54,7 +54,7 @@ async def latest_checks(rt: Runtime, clip_ids: list[int]) -> dict[int, CheckView
     """Each clip's last fetchability check (voicebank.checks), for the page; none: "—"."""
     if not clip_ids:
         return {}
-    found = await rt.catalogue.latest_checks(clip_ids)
+    found = await rt.checks.latest(clip_ids)
     return {clip_id: CheckView.of(check) for clip_id, check in found.items()}
 
 
