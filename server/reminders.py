@@ -16,6 +16,7 @@ from server.db.changes import Changes
 from server.db.schema import reminder_events, reminders, tenants
 from server.errors import NotFound, ValidationError
 from server.tenants import Tenant, TenantStore, normalize_phone, tenant_columns, tenant_from_row
+from voicebank.sql import aware
 
 STATUSES = (
     "pending",
@@ -37,6 +38,19 @@ STATUSES = (
 # waited in the outbox, a late "ringing") never undoes a status that came after it.
 PROGRESS = "in_progress"
 BEFORE_PROGRESS = frozenset({"pending", "dialing"})
+
+
+MAX_ID = 2**31 - 1  # reminder ids are 32-bit in PostgreSQL
+
+
+def parse_reminder_id(text: str | None) -> int | None:
+    """The reminder id in a URL, or None when the text cannot name one: plain ASCII digits
+    only (``int`` would take "1_0" or " 7"), and within the 32 bits PostgreSQL stores, so a
+    huge number is "no such reminder" rather than a database error."""
+    if not text or not (text.isascii() and text.isdigit()):
+        return None
+    rid = int(text)
+    return rid if 0 < rid <= MAX_ID else None
 
 
 @dataclass(frozen=True)
@@ -90,11 +104,6 @@ class Event:
         }
 
 
-def _aware(value: datetime) -> datetime:
-    # SQLite gives naive datetimes back; everything we store is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 _SELECT = sa.select(reminders, tenants.c.slug.label("tenant_slug")).join(
     tenants, tenants.c.id == reminders.c.tenant_id
 )
@@ -113,15 +122,15 @@ def _reminder(m: Mapping[Any, Any]) -> Reminder:
         id=int(m["id"]),
         tenant=str(m["tenant_slug"]),
         to=str(m["to_number"]),
-        appointment_at=_aware(m["appointment_at"]),
+        appointment_at=aware(m["appointment_at"]),
         provider=m["provider"],
         values=json.loads(m["values_json"] or "{}"),
         status=str(m["status"]),
         outcome=m["outcome"],
         call_sid=m["call_sid"],
         answered_by=m["answered_by"],
-        created_at=_aware(m["created_at"]),
-        updated_at=_aware(m["updated_at"]),
+        created_at=aware(m["created_at"]),
+        updated_at=aware(m["updated_at"]),
     )
 
 
@@ -227,7 +236,7 @@ class ReminderStore:
                     r.kind,
                     json.loads(r.detail_json),
                     r.call_sid,
-                    _aware(r.created_at),
+                    aware(r.created_at),
                 )
                 for r in rows
             ]

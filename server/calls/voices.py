@@ -1,7 +1,7 @@
 """The clips a call may use, cached briefly so a webhook does not rebuild the index every time.
 
-Which of them can really be fetched is the ClipGuard's business (server/web/health.py); this module
-only swaps the ones it rejects for ``<Say>`` of their words.
+Which of them can really be fetched is the ClipGuard's business (server/calls/guard.py); this
+module only swaps the ones it rejects for ``<Say>`` of their words.
 """
 
 from __future__ import annotations

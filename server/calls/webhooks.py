@@ -12,7 +12,6 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -40,9 +39,10 @@ from server.calls.signature import SIGNATURE_HEADER, expected_url, is_valid
 from server.calls.voices import VoiceCache, VoiceView, speak_instead
 from server.errors import NotFound
 from server.keys import guard_key, outbox_key, reminders_key, runtime_key, spoken_key, voices_key
-from server.reminders import Reminder
+from server.reminders import Reminder, parse_reminder_id
 from server.settings import Settings
 from server.tenants import Tenant
+from voicebank.sql import utcnow
 
 log = logging.getLogger("voiceprompt.webhooks")
 routes = web.RouteTableDef()
@@ -86,17 +86,9 @@ async def _form(request: web.Request) -> MultiDictProxy[str]:
     return params
 
 
-# Reminder ids are 32-bit in PostgreSQL; a larger one is no URL of ours (and the database would
-# refuse it with an error rather than "not found").
-MAX_ID = 2**31 - 1
-
-
 def _reminder_id(request: web.Request) -> int:
-    try:
-        rid = int(request.match_info["id"])
-    except ValueError:
-        raise web.HTTPNotFound() from None
-    if not 0 < rid <= MAX_ID:
+    rid = parse_reminder_id(request.match_info["id"])
+    if rid is None:
         raise web.HTTPNotFound()
     return rid
 
@@ -122,17 +114,13 @@ def _opts(
     )
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _plan_text(call: Call, text: str) -> Plan:
     """Fixed words (menu, thanks) in the tenant's voice where recorded."""
     return plan_message(
         text.replace("{", "{{").replace("}", "}}"),
         {},
         call.view.index,
-        today=local_today(call.tenant, _now()),
+        today=local_today(call.tenant, utcnow()),
         loops=1,
     )
 
@@ -179,7 +167,7 @@ async def _message(request: web.Request, call: Call, variant: str) -> Plan:
         "voicemail" if variant == "voicemail" else "human",
         extra=r.values,
     )
-    plan = await _guard(request, call, build_plan(req, call.view.index, now=_now()))
+    plan = await _guard(request, call, build_plan(req, call.view.index, now=utcnow()))
     cache = request.app[spoken_key]
     # A machine is told the words twice even by the fallback (it may start recording late).
     passes = MIN_VOICEMAIL_LOOPS if variant == "voicemail" else 1
@@ -338,10 +326,10 @@ async def gather(request: web.Request) -> web.Response:
 
 async def _reminder_for_callback(request: web.Request, params: MultiDictProxy[str]) -> Reminder:
     store = request.app[reminders_key]
-    rid = request.query.get("reminder")
-    if rid and rid.isdigit():
+    rid = parse_reminder_id(request.query.get("reminder"))
+    if rid is not None:
         try:
-            return await store.get(int(rid))
+            return await store.get(rid)
         except NotFound:
             raise web.HTTPNotFound(text=f"no reminder {rid}") from None
     sid = params.get("CallSid")
@@ -366,10 +354,10 @@ async def _callback(
     except web.HTTPException:
         raise
     except Exception as exc:  # noqa: BLE001 - the database is down or slow
-        rid = request.query.get("reminder", "")
-        if rid.isdigit() and 0 < int(rid) <= MAX_ID:
+        rid = parse_reminder_id(request.query.get("reminder"))
+        if rid is not None:
             log.warning("%s for reminder %s queued: %r", request.path, rid, exc)
-            queue(int(rid))
+            queue(rid)
         else:
             log.error("%s lost (no reminder in the URL): %r", request.path_qs, exc)
     return _twiml(twiml.XML_DECLARATION + "<Response/>")

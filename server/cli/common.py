@@ -58,3 +58,16 @@ def pass_settings(func: Callable[..., T]) -> Callable[..., T]:
 
 def echo_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
+
+
+# Options that several commands take, worded once.
+appointment_at_option = click.option(
+    "--at",
+    "at_text",
+    required=True,
+    metavar="ISO",
+    help="Appointment time; without an offset it is the tenant's local time.",
+)
+provider_option = click.option(
+    "--provider", default=None, help="Provider name, e.g. 'Doctor Benedict'."
+)

@@ -11,7 +11,14 @@ import click
 from prompts.models import Plan
 from server.calls.messages import MessageRequest, MessageVariant, build_plan
 from server.calls.preview import plan_json, render_plan
-from server.cli.common import Fail, echo_json, pass_settings, run
+from server.cli.common import (
+    Fail,
+    appointment_at_option,
+    echo_json,
+    pass_settings,
+    provider_option,
+    run,
+)
 from server.runtime import open_runtime
 from server.settings import Settings
 
@@ -25,14 +32,8 @@ def parse_when(text: str, option: str) -> datetime:
 
 @click.command()
 @click.option("--tenant", required=True, help="Tenant slug.")
-@click.option(
-    "--at",
-    "at_text",
-    required=True,
-    metavar="ISO",
-    help="Appointment time; without an offset it is the tenant's local time.",
-)
-@click.option("--provider", default=None, help="Provider name, e.g. 'Doctor Benedict'.")
+@appointment_at_option
+@provider_option
 @click.option(
     "--variant", type=click.Choice(["human", "voicemail"]), default="human", show_default=True
 )

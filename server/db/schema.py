@@ -70,7 +70,7 @@ reminders = sa.Table(
     sa.Column("answered_by", sa.String(32), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    # Dispatch (server/dialing/dispatch.py). next_attempt_at NULL = not planned yet; attempts counts
+    # Dispatch (server/dialing/queue.py). next_attempt_at NULL = not planned yet; attempts counts
     # calls started; claimed_by/lease_until hold a reminder for one worker for a while;
     # dial_started_at is when the current call's first request was about to leave (the window
     # reconciliation searches at Twilio); last_error is Twilio's reason for a failure.

@@ -14,8 +14,9 @@ from aiohttp import web
 
 from server.errors import ValidationError
 from server.keys import reminders_key, runtime_key
+from server.reminders import Reminder, parse_reminder_id
 from server.tenants import EDITABLE, MINUTE_FIELDS, Tenant
-from server.web.auth import Principal, authenticate
+from server.web.auth import authenticate
 
 routes = web.RouteTableDef()
 # Tenant fields that may be null (no caller ID, a menu key switched off); the rest are strings.
@@ -66,13 +67,9 @@ def _tenant_fields(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
     return out
 
 
-async def principal(request: web.Request) -> Principal:
-    return await authenticate(request)
-
-
 @routes.post("/api/tenants")
 async def create_tenant(request: web.Request) -> web.Response:
-    (await principal(request)).require_admin()
+    (await authenticate(request)).require_admin()
     fields = _tenant_fields(await _json_body(request), partial=False)
     if "slug" not in fields or "name" not in fields:
         missing = "slug" if "slug" not in fields else "name"
@@ -85,7 +82,7 @@ async def create_tenant(request: web.Request) -> web.Response:
 
 @routes.get("/api/tenants")
 async def list_tenants(request: web.Request) -> web.Response:
-    who = await principal(request)
+    who = await authenticate(request)
     items = await request.app[runtime_key].tenants.list()
     visible = [t.public_dict() for t in items if who.is_admin or t.slug == who.tenant]
     return web.json_response({"tenants": visible})
@@ -94,14 +91,14 @@ async def list_tenants(request: web.Request) -> web.Response:
 @routes.get("/api/tenants/{slug}")
 async def get_tenant(request: web.Request) -> web.Response:
     slug = request.match_info["slug"]
-    (await principal(request)).require_tenant(slug)
+    (await authenticate(request)).require_tenant(slug)
     return web.json_response((await request.app[runtime_key].tenants.get(slug)).public_dict())
 
 
 @routes.patch("/api/tenants/{slug}")
 async def patch_tenant(request: web.Request) -> web.Response:
     slug = request.match_info["slug"]
-    (await principal(request)).require_tenant(slug)
+    (await authenticate(request)).require_tenant(slug)
     fields = _tenant_fields(await _json_body(request), partial=True)
     tenant = await request.app[runtime_key].tenants.update(slug, fields)
     return web.json_response(tenant.public_dict())
@@ -110,14 +107,14 @@ async def patch_tenant(request: web.Request) -> web.Response:
 @routes.post("/api/tenants/{slug}/rotate-key")
 async def rotate_key(request: web.Request) -> web.Response:
     slug = request.match_info["slug"]
-    (await principal(request)).require_tenant(slug)
+    (await authenticate(request)).require_tenant(slug)
     key = await request.app[runtime_key].tenants.rotate_key(slug)
     return web.json_response({"slug": slug, "api_key": key})
 
 
 @routes.post("/api/reminders")
 async def create_reminder(request: web.Request) -> web.Response:
-    who = await principal(request)
+    who = await authenticate(request)
     body = await _json_body(request)
     slug = body.get("tenant") or who.tenant
     if not isinstance(slug, str):
@@ -146,7 +143,7 @@ async def create_reminder(request: web.Request) -> web.Response:
 
 @routes.get("/api/reminders")
 async def list_reminders(request: web.Request) -> web.Response:
-    who = await principal(request)
+    who = await authenticate(request)
     slug = request.query.get("tenant") or who.tenant
     if slug is not None:
         who.require_tenant(slug)
@@ -163,23 +160,21 @@ async def list_reminders(request: web.Request) -> web.Response:
     return web.json_response({"reminders": [r.public_dict() for r in items]})
 
 
-async def _visible_reminder(request: web.Request) -> int:
-    who = await principal(request)
-    try:
-        rid = int(request.match_info["id"])
-    except ValueError:
-        raise web.HTTPNotFound() from None
+async def visible_reminder(request: web.Request) -> Reminder:
+    """The reminder named in the URL, if the caller may see it (another tenant's: 403)."""
+    who = await authenticate(request)
+    rid = parse_reminder_id(request.match_info["id"])
+    if rid is None:
+        raise web.HTTPNotFound()
     reminder = await request.app[reminders_key].get(rid)
     who.require_tenant(reminder.tenant)
-    return rid
+    return reminder
 
 
 @routes.get("/api/reminders/{id}")
 async def get_reminder(request: web.Request) -> web.Response:
-    rid = await _visible_reminder(request)
-    store = request.app[reminders_key]
-    reminder = await store.get(rid)
-    events = await store.events(rid)
+    reminder = await visible_reminder(request)
+    events = await request.app[reminders_key].events(reminder.id)
     return web.json_response(
         {**reminder.public_dict(), "events": [e.public_dict() for e in events]}
     )
@@ -187,6 +182,6 @@ async def get_reminder(request: web.Request) -> web.Response:
 
 @routes.get("/api/reminders/{id}/events")
 async def reminder_events(request: web.Request) -> web.Response:
-    rid = await _visible_reminder(request)
-    events = await request.app[reminders_key].events(rid)
+    reminder = await visible_reminder(request)
+    events = await request.app[reminders_key].events(reminder.id)
     return web.json_response({"events": [e.public_dict() for e in events]})

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from server.db.schema import reminders
-from server.reminders import ReminderStore
+from server.reminders import ReminderStore, parse_reminder_id
 from server.tenants import Tenant, TenantStore
 
 
@@ -38,3 +39,24 @@ async def test_a_late_callback_of_an_earlier_attempt_does_not_revive_a_requeued_
     async with engine.connect() as conn:
         n = (await conn.execute(sa.select(sa.func.count()).select_from(reminders))).scalar_one()
     assert n == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("1", 1),
+        ("0042", 42),
+        (str(2**31 - 1), 2**31 - 1),
+        (str(2**31), None),  # past PostgreSQL's 32-bit ids
+        ("0", None),
+        ("", None),
+        (None, None),
+        ("-3", None),
+        ("1_0", None),  # int() would take it
+        (" 7", None),
+        ("٣", None),  # a digit, but not ASCII
+        ("abc", None),
+    ],
+)
+def test_a_reminder_id_is_plain_digits_within_32_bits(text: str | None, want: int | None) -> None:
+    assert parse_reminder_id(text) == want

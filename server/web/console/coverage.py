@@ -12,7 +12,7 @@ from prompts.script import RecordingScript, ScriptLine, recording_script
 from server.calls.phrases import ENDINGS, SORRY, menu_text
 from server.keys import reminders_key, runtime_key
 from server.tenants import Tenant
-from server.web.console.pages import chosen_tenant, page, render, tenant_for
+from server.web.console.pages import page, render, tenant_for, to_chosen_tenant
 
 routes = web.RouteTableDef()
 
@@ -73,10 +73,7 @@ def needs(everything: RecordingScript, missing: RecordingScript) -> list[Need]:
 @routes.get("/console/coverage")
 @page(nav="coverage")
 async def coverage_default(request: web.Request) -> web.StreamResponse:
-    tenant = await chosen_tenant(request)
-    if tenant is None:
-        return render(request, "empty.html", {"title": "Coverage"})
-    raise web.HTTPSeeOther(f"/console/tenants/{tenant.slug}/coverage")
+    return await to_chosen_tenant(request, "coverage", "Coverage")
 
 
 @routes.get("/console/tenants/{slug}/coverage")

@@ -204,6 +204,15 @@ async def chosen_tenant(request: web.Request) -> Tenant | None:
     return tenants[0]
 
 
+async def to_chosen_tenant(request: web.Request, page_name: str, title: str) -> web.Response:
+    """A page's address without a tenant: on to the chosen tenant's page (303), or an empty
+    page when there is no tenant yet."""
+    tenant = await chosen_tenant(request)
+    if tenant is None:
+        return render(request, "empty.html", {"title": title})
+    raise web.HTTPSeeOther(f"/console/tenants/{tenant.slug}/{page_name}")
+
+
 def form_text(form: Any, name: str, default: str = "") -> str:
     value = form.get(name, default)
     return value if isinstance(value, str) else default

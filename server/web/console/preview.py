@@ -24,7 +24,13 @@ from server.errors import NotFound, ValidationError
 from server.keys import audio_cache_key, reminders_key, renderer_key, runtime_key
 from server.reminders import Reminder
 from server.tenants import Tenant
-from server.web.console.pages import audio_response, chosen_tenant, page, render, tenant_for
+from server.web.console.pages import (
+    audio_response,
+    page,
+    render,
+    tenant_for,
+    to_chosen_tenant,
+)
 
 routes = web.RouteTableDef()
 AUDIO_CACHE_SIZE = 16
@@ -167,10 +173,7 @@ def _prompt_error(exc: PromptError) -> tuple[str, str]:
 @routes.get("/console/preview")
 @page(nav="preview")
 async def preview_default(request: web.Request) -> web.StreamResponse:
-    tenant = await chosen_tenant(request)
-    if tenant is None:
-        return render(request, "empty.html", {"title": "Preview"})
-    raise web.HTTPSeeOther(f"/console/tenants/{tenant.slug}/preview")
+    return await to_chosen_tenant(request, "preview", "Preview")
 
 
 @routes.get("/console/tenants/{slug}/preview")

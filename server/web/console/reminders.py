@@ -20,7 +20,7 @@ from aiohttp import web
 from server.dialing.apilog import ApiExchange, ApiLog
 from server.errors import NotFound
 from server.keys import reminders_key, runtime_key, streams_key
-from server.reminders import STATUSES, Event, Reminder
+from server.reminders import STATUSES, Event, Reminder, parse_reminder_id
 from server.web.console.pages import chosen_tenant, page, render, session_of, visible_tenants
 from server.web.console.session import current_session
 
@@ -91,10 +91,9 @@ async def reminder_list(request: web.Request) -> web.StreamResponse:
 
 async def _visible(request: web.Request) -> Reminder:
     """The reminder in the URL, if the principal may see it (another tenant's: 403)."""
-    try:
-        rid = int(request.match_info["id"])
-    except ValueError:
-        raise NotFound("no such reminder") from None
+    rid = parse_reminder_id(request.match_info["id"])
+    if rid is None:
+        raise NotFound("no such reminder")
     reminder = await request.app[reminders_key].get(rid)
     session_of(request).principal.require_tenant(reminder.tenant)
     return reminder

@@ -15,7 +15,13 @@ from aiohttp import web
 from server.errors import ValidationError
 from server.keys import runtime_key
 from server.tenants import AMD_MODES, EDITABLE, Tenant, validate
-from server.web.console.pages import chosen_tenant, form_text, page, render, tenant_for
+from server.web.console.pages import (
+    form_text,
+    page,
+    render,
+    tenant_for,
+    to_chosen_tenant,
+)
 
 routes = web.RouteTableDef()
 
@@ -192,10 +198,7 @@ def parse_form(form: Any) -> tuple[dict[str, Any], dict[str, str]]:
 @routes.get("/console/settings")
 @page(nav="settings")
 async def settings_default(request: web.Request) -> web.StreamResponse:
-    tenant = await chosen_tenant(request)
-    if tenant is None:
-        return render(request, "empty.html", {"title": "Tenant settings"})
-    raise web.HTTPSeeOther(f"/console/tenants/{tenant.slug}/settings")
+    return await to_chosen_tenant(request, "settings", "Tenant settings")
 
 
 def _page(

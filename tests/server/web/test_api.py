@@ -175,6 +175,11 @@ async def test_unknown_things_are_404_json(env: Env) -> None:
         ("GET", "/api/reminders/424242"),
         ("GET", "/api/reminders/abc"),
         ("GET", "/api/reminders/424242/events"),
+        # Past the 32-bit ids PostgreSQL stores, or not plain digits: no such reminder either.
+        ("GET", f"/api/reminders/{2**31}"),
+        ("GET", f"/api/reminders/{2**63}/events"),
+        ("GET", f"/api/reminders/{2**31}/log"),
+        ("GET", "/api/reminders/1_0"),
         ("GET", "/api/nothing"),
     ]:
         status, body = await env.api(method, path, json={"loops": 2})

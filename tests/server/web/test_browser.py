@@ -24,6 +24,7 @@ from tests.support.server import (
     VOICE,
     Env,
 )
+from voicebank.check_store import CheckStore
 from voicebank.checks import CheckResult
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -130,7 +131,7 @@ async def with_twilio_log_and_checks(env: Env, reminder_id: int) -> None:
     await log.finish(entry, status=201, body='{"sid": "CA' + "0" * 32 + '"}', duration_ms=91)
     now = datetime.now(UTC)
     hello, your = env.clips["hello"], env.clips["your"]
-    await env.runtime.catalogue.record_checks(
+    await CheckStore(env.runtime.catalogue.engine).record(
         [
             CheckResult(hello.id, env.url("hello"), True, 200, "", now),
             CheckResult(your.id, env.url("your"), False, 403, "403 Forbidden: not public", now),

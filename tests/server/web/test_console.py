@@ -49,6 +49,7 @@ from tests.support.server import (
     Env,
     MakeEnv,
 )
+from voicebank.check_store import CheckStore
 from voicebank.checks import CheckResult
 from voicebank.schema import clips as clip_table
 
@@ -675,7 +676,7 @@ async def test_a_long_take_is_split_by_its_script_or_refused_with_the_reason(env
 async def test_the_bank_shows_each_clips_last_fetch_check(env: Env) -> None:
     now = datetime.now(UTC)
     hello, your = env.clips["hello"], env.clips["your"]
-    await env.runtime.catalogue.record_checks(
+    await CheckStore(env.runtime.catalogue.engine).record(
         [
             CheckResult(hello.id, env.url("hello"), True, 200, "", now),
             CheckResult(your.id, env.url("your"), False, 403, "not publicly readable", now),

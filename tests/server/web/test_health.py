@@ -26,6 +26,7 @@ from tests.support.s3_server import (
     stock,
 )
 from voicebank.catalogue import Catalogue, ClipRecord
+from voicebank.check_store import CheckStore
 from voicebank.checks import Checker, CheckResult, open_session
 from voicebank.storage.local import LocalStorage
 
@@ -56,7 +57,7 @@ async def test_the_guard_plays_checked_clips_and_speaks_failed_ones(bank, s3: S3
         # Never checked: checked now, within the budget, and the results are kept.
         assert await guard.unavailable(ids) == set()
         await _settled(guard)
-        stored = await catalogue.latest_checks()
+        stored = await guard.checks.latest()
         assert {k: v.ok for k, v in stored.items()} == {six.id: True, seven.id: True}
 
         _delete(s3, seven)
@@ -81,7 +82,7 @@ async def test_a_stale_clip_is_checked_afresh_and_spoken_if_it_fails(s3: S3, sql
         guard = ClipGuard(catalogue, session, max_age_s=86400, now=lambda: later)
         assert await guard.unavailable([str(six.id), str(seven.id)]) == {str(seven.id)}
         await _settled(guard)
-    assert (await catalogue.latest_checks())[seven.id].ok is False  # the fresh result is stored
+    assert (await guard.checks.latest())[seven.id].ok is False  # the fresh result is stored
 
 
 async def test_a_dry_run_guard_records_nothing(s3: S3, sqlite_engine):
@@ -91,7 +92,7 @@ async def test_a_dry_run_guard_records_nothing(s3: S3, sqlite_engine):
         guard = ClipGuard(catalogue, session, max_age_s=3600, record=False)
         assert await guard.unavailable([str(six.id)]) == set()
         await _settled(guard)
-    assert await catalogue.latest_checks() == {}
+    assert await CheckStore(catalogue.engine).latest() == {}
 
 
 async def test_a_fresh_check_that_takes_too_long_lets_the_clip_play(s3: S3, sqlite_engine):
@@ -112,7 +113,7 @@ async def test_a_fresh_check_that_takes_too_long_lets_the_clip_play(s3: S3, sqli
             assert await guard.unavailable([str(six.id)]) == set()  # inconclusive: it plays
             assert time.monotonic() - started < 0.5
             # But a clip whose last check failed stays spoken while the fresh one is pending.
-            await catalogue.record_checks([_failed(six.id, datetime.now(UTC) - timedelta(days=3))])
+            await guard.checks.record([_failed(six.id, datetime.now(UTC) - timedelta(days=3))])
             stale = ClipGuard(cdn, session, max_age_s=3600, budget_s=0.1)
             assert await stale.unavailable([str(six.id)]) == {str(six.id)}
             await guard.close()
