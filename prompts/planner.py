@@ -17,6 +17,12 @@ goodbye"), never starting or ending on a break. The FINAL take is wanted when th
 right before a comma or full stop or at the end of the message, the CONTINUING take elsewhere.
 Uncovered words form Say runs that stop at breaks; each run is one SaySegment and one line in
 ``missing``.
+
+Every pause records the break it follows (``PauseSegment.after``), so a Plan splits into the
+sentences a call plays. With ``fallback="sentence"`` a sentence that is not wholly recorded
+becomes one SaySegment of the whole sentence as the transcript shows it (one voice per sentence,
+never recorded words between text-to-speech words); ``missing`` still lists the uncovered runs,
+the exact words to record, and ``Plan.spoken`` names the sentences spoken whole.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Any
 
 from prompts.errors import PlanOptionsError
 from prompts.models import (
+    SENTENCE_END,
     ClipEntry,
     ClipIndex,
     ClipSegment,
@@ -37,11 +44,18 @@ from prompts.models import (
     Plan,
     SaySegment,
     Segment,
+    SpokenSentence,
     Variant,
+    split_plan,
 )
 from prompts.template import Expansion, expand_template
+from prompts.text import tokens_key
 
 MAX_LOOPS = 3
+# The ``fallback`` option, a plain str because it comes from tenant settings (checked at run time):
+# "word": text-to-speech says only the uncovered words, between recorded ones (the old way);
+# "sentence": a sentence with any uncovered word is said whole by text-to-speech.
+FALLBACKS = ("word", "sentence")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +90,14 @@ _RANK = {
     True: {Variant.FINAL: 0, Variant.ANY: 1, Variant.CONTINUING: 2},
     False: {Variant.CONTINUING: 0, Variant.ANY: 1, Variant.FINAL: 2},
 }
-_PAUSES: dict[int, PauseSegment] = {}
+_PAUSES: dict[tuple[int, str], PauseSegment] = {}
 
 
-def _pause(ms: int) -> PauseSegment:
-    # Frozen, so one instance per length can be shared by every plan.
-    seg = _PAUSES.get(ms)
+def _pause(ms: int, after: str) -> PauseSegment:
+    # Frozen, so one instance per length and break can be shared by every plan.
+    seg = _PAUSES.get((ms, after))
     if seg is None:
-        seg = _PAUSES.setdefault(ms, PauseSegment(ms))
+        seg = _PAUSES.setdefault((ms, after), PauseSegment(ms, after))
     return seg
 
 
@@ -305,12 +319,42 @@ def _cover(tokens: tuple[str, ...], root: _Trie) -> list[_Item]:
 def _gap_pauses(pauses: PauseRules) -> dict[str, PauseSegment | None]:
     """The pause before a segment, by the strongest break since the previous one (None: none)."""
     gaps = {"": pauses.word_gap_ms, ",": pauses.comma_ms, ".": pauses.sentence_ms}
-    return {k: _pause(ms) if ms else None for k, ms in gaps.items()}
+    return {k: _pause(ms, k) if ms else None for k, ms in gaps.items()}
 
 
-def _check_loops(loops: int) -> None:
+def _check_options(loops: int, fallback: str) -> None:
     if isinstance(loops, bool) or not isinstance(loops, int) or not 1 <= loops <= MAX_LOOPS:
         raise PlanOptionsError(f"loops must be 1 to {MAX_LOOPS}, not {loops!r}")
+    if fallback not in FALLBACKS:
+        raise PlanOptionsError(f"fallback must be 'word' or 'sentence', not {fallback!r}")
+
+
+@lru_cache(maxsize=4096)
+def _clip_words(text: str) -> int:
+    """Words in a clip's transcript: its key is exactly the token run it covers."""
+    return sum(1 for t in tokens_key(text) if t not in _BREAKS)
+
+
+def _whole_sentences(
+    segments: list[Segment], transcript: str, tokens: tuple[str, ...], pauses: PauseRules
+) -> tuple[list[Segment], tuple[SpokenSentence, ...]]:
+    """One voice per sentence: each sentence with a Say in it becomes one Say of all its words."""
+    out: list[Segment] = []
+    spoken: dict[str, SpokenSentence] = {}
+    for sentence in split_plan(segments, transcript, tokens):
+        if sentence.recorded:
+            out.extend(sentence.segments)
+        else:
+            words = sum(
+                len(s.text.split()) if isinstance(s, SaySegment) else _clip_words(s.text)
+                for s in sentence.segments
+                if not isinstance(s, PauseSegment)
+            )
+            out.append(SaySegment(sentence.text, words * pauses.say_word_ms))
+            spoken.setdefault(sentence.text, SpokenSentence(sentence.text, sentence.missing))
+        if sentence.pause_ms:
+            out.append(_pause(sentence.pause_ms, SENTENCE_END))
+    return out, tuple(spoken.values())
 
 
 def _assemble(items: list[_Item], pauses: PauseRules) -> tuple[list[Segment], list[str], int]:
@@ -346,11 +390,21 @@ def _assemble(items: list[_Item], pauses: PauseRules) -> tuple[list[Segment], li
 
 
 def plan_expansion(
-    expansion: Expansion, index: ClipIndex, *, loops: int = 2, pauses: PauseRules = DEFAULT_PAUSES
+    expansion: Expansion,
+    index: ClipIndex,
+    *,
+    loops: int = 2,
+    pauses: PauseRules = DEFAULT_PAUSES,
+    fallback: str = "word",
 ) -> Plan:
-    """Plan already-expanded words (see ``plan_message``); raises PlanOptionsError for loops."""
-    _check_loops(loops)
-    segments, missing, pass_ms = _voice(index).plan(expansion.tokens, pauses)
+    """Plan already-expanded words (see ``plan_message``); raises PlanOptionsError for options."""
+    _check_options(loops, fallback)
+    tokens = expansion.tokens
+    segments, missing, pass_ms = _voice(index).plan(tokens, pauses)
+    spoken: tuple[SpokenSentence, ...] = ()
+    if missing and fallback == "sentence":
+        segments, spoken = _whole_sentences(segments, expansion.transcript, tokens, pauses)
+        pass_ms = sum(s.duration_ms for s in segments)
     return Plan(
         segments=tuple(segments),
         loops=loops,
@@ -358,6 +412,8 @@ def plan_expansion(
         transcript=expansion.transcript,
         missing=tuple(dict.fromkeys(missing)),
         duration_ms=pass_ms * loops + pauses.loop_pause_ms * (loops - 1),
+        spoken=spoken,
+        tokens=tokens,
     )
 
 
@@ -369,14 +425,21 @@ def plan_message(
     today: date,
     loops: int = 2,
     pauses: PauseRules = DEFAULT_PAUSES,
+    fallback: str = "word",
 ) -> Plan:
     """Expand ``template`` with ``values`` and cover its words with the voice's clips.
 
     ``today`` is the reference date for "today"/"tomorrow" and for saying the year; the planner
-    never reads a clock. Raises PlanOptionsError (loops outside 1..3) and TemplateError
-    subclasses (bad template, missing value, wrong type, unsayable value).
+    never reads a clock. ``fallback`` is "word" (text-to-speech says just the uncovered words)
+    or "sentence" (it says whole every sentence that has one). Raises PlanOptionsError (loops
+    outside 1..3, an unknown fallback) and TemplateError subclasses (bad template, missing
+    value, wrong type, unsayable value).
     """
-    _check_loops(loops)
+    _check_options(loops, fallback)
     return plan_expansion(
-        expand_template(template, values, today=today), index, loops=loops, pauses=pauses
+        expand_template(template, values, today=today),
+        index,
+        loops=loops,
+        pauses=pauses,
+        fallback=fallback,
     )

@@ -8,6 +8,7 @@ tokens ("," or ".") so a recorded phrase that contains a comma only matches the 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from enum import StrEnum
 
 
@@ -70,3 +71,52 @@ def tokens_key(text: str) -> tuple[str, ...]:
 def normalize(text: str) -> str:
     """A transcript as one comparable string ("Thank you." -> "thank you")."""
     return " ".join(tokens_key(text))
+
+
+def sentence_words(tokens: Sequence[str]) -> list[int]:
+    """How many words each sentence of ``tokens`` has: cut at "." tokens, wordless runs dropped."""
+    counts: list[int] = []
+    words = 0
+    for tok in tokens:
+        if tok == ".":
+            if words:
+                counts.append(words)
+            words = 0
+        elif tok != ",":
+            words += 1
+    if words:
+        counts.append(words)
+    return counts
+
+
+def split_sentences(transcript: str, counts: Sequence[int]) -> list[str] | None:
+    """``transcript`` cut into sentences of ``counts`` words each, punctuation kept with each.
+
+    Words are counted the way ``tokenize`` finds them, so the cuts follow the planner's tokens
+    even where the transcript shows no full stop of its own ("at four p.m." ends a sentence with
+    the dot of "p.m."). None when the transcript's words do not add up to ``counts``.
+    """
+    lowered = transcript.lower().replace("-", " ").replace("’", "'")
+    found = [(m.end(), m.group() in _BREAK_CHARS) for m in _TOKEN.finditer(lowered)]
+    if len(lowered) != len(transcript):
+        # A letter whose lower case is longer ("İ" -> "i̇"): map offsets back to the transcript.
+        origin = [i for i, ch in enumerate(transcript) for _ in ch.lower()]
+        found = [(origin[end - 1] + 1, brk) for end, brk in found]
+    if sum(counts) != sum(1 for _, brk in found if not brk):
+        return None
+    out: list[str] = []
+    start = i = 0
+    n = len(found)
+    for count in counts[:-1]:
+        while count:
+            count -= not found[i][1]
+            i += 1
+        end = found[i - 1][0]
+        while i < n and found[i][1]:  # the sentence's own punctuation
+            end = found[i][0]
+            i += 1
+        out.append(transcript[start:end].strip())
+        start = end
+    if counts:
+        out.append(transcript[start:].strip())
+    return out
