@@ -20,9 +20,11 @@ Rows and objects:
 
 Audio out and its health:
     render      a Plan to one MP3 (cached clip PCM, pauses, fades)
+    stitch      one MP3 per sentence of a call, from a recipe (clips, gaps, tail), rendered once
+    sentence_store  the stitched sentences' rows and their latest checks
     tts         espeak-ng (or a placeholder) for phrases nobody recorded
     checks      can Twilio fetch each clip URL, and does it get the right bytes
-    audit       check every clip through its URL and repair the ones that fail
+    audit       check every clip and stitched sentence through its URL; repair what fails
     errors      the voice bank's exceptions, mapped to HTTP statuses or exit codes at the edges
 
 Dependencies point one way, server -> voicebank -> prompts: nothing here imports ``server``

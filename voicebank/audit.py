@@ -1,4 +1,5 @@
-"""Check every clip of the catalogue through its public URL, and repair the ones that fail.
+"""Check every clip of the catalogue, and every stitched sentence, through its public URL, and
+repair the ones that fail.
 
 A repair puts the clip's exact MP3 bytes back under its content-addressed key whenever they can
 be had: from the store itself (a wrong Content-Type or a lost policy needs only a re-upload),
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import soundfile as sf
@@ -22,8 +23,10 @@ from voicebank import encode
 from voicebank.catalogue import Catalogue, ClipRecord
 from voicebank.check_store import CheckStore
 from voicebank.checks import Checker, CheckResult, Target
-from voicebank.errors import CatalogueError, IngestError, StorageError
+from voicebank.errors import CatalogueError, IngestError, RenderError, StorageError
 from voicebank.ingest import ingest_bytes
+from voicebank.sentence_store import SentenceCheck, SentenceRecord, SentenceStore
+from voicebank.stitch import SentenceRecipe, Stitcher
 from voicebank.storage.base import CONTENT_TYPES, Storage, content_key, key_digest
 
 READ_CONCURRENCY = 8
@@ -209,6 +212,141 @@ async def repair_clips(
     out: list[Repair] = []
     for clip_id in clip_ids:  # one at a time: a repair may encode, and failures are few
         repair = await repair_clip(catalogue, checker, clip_id, sources)
+        out.append(repair)
+        if progress is not None:
+            progress(repair)
+    return out
+
+
+# -- stitched sentences -----------------------------------------------------------------------
+# Checked as clips are: the public URL as Twilio fetches it (status, type, size, ETag MD5), and
+# the object in the store against the MD5 recorded when it was rendered (a local folder's
+# /media/ ETag is no MD5, so only the store can tell a same-size change).
+SENTENCE_MISSING = "missing from the store"
+
+
+def _store_problem(storage: Storage, record: SentenceRecord) -> str:
+    """Why the stored object is not the sentence that was rendered ("" when it is)."""
+    try:
+        info = storage.stat(record.key)
+    except StorageError as exc:
+        return f"the store cannot say: {exc}"
+    if info is None:
+        return SENTENCE_MISSING
+    if info.size != record.size:
+        return f"changed in the store: {info.size} bytes, rendered {record.size}"
+    if info.md5 is not None and info.md5 != record.md5:
+        return f"changed in the store: MD5 {info.md5}, rendered {record.md5}"
+    return ""
+
+
+async def check_sentences(
+    sentences: SentenceStore,
+    storage: Storage,
+    checker: Checker,
+    *,
+    voice_id: str | None = None,
+    progress: Callable[[SentenceCheck], None] | None = None,
+    concurrency: int = READ_CONCURRENCY,
+) -> list[SentenceCheck]:
+    """Check every stitched sentence (of one voice) and store each one's result."""
+    records = await sentences.records(voice_id)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def look(record: SentenceRecord) -> str:
+        async with gate:
+            return await asyncio.to_thread(_store_problem, storage, record)
+
+    problems = await asyncio.gather(*(look(r) for r in records))
+    # The checker speaks of clip ids: here the id is the sentence's position in ``records``.
+    targets = [
+        Target(i, storage.url(r.key), r.size, r.md5, CONTENT_TYPES["mp3"])
+        for i, r in enumerate(records)
+    ]
+
+    def combine(result: CheckResult) -> SentenceCheck:
+        store_problem = problems[result.clip_id]
+        return SentenceCheck(
+            key=records[result.clip_id].key,
+            url=result.url,
+            ok=result.ok and not store_problem,
+            status=result.status,
+            reason="; ".join(filter(None, [result.reason, store_problem])),
+            checked_at=result.checked_at,
+        )
+
+    results = await checker.check_all(
+        targets, None if progress is None else lambda r: progress(combine(r))
+    )
+    checks = [combine(r) for r in results]
+    await sentences.record_checks(checks)
+    return checks
+
+
+@dataclass(frozen=True)
+class SentenceRepair:
+    key: str
+    done: bool  # the object was put back (the check after it says whether that helped)
+    how: str  # what was done, or why nothing could be
+    check: SentenceCheck | None = None  # the check after the repair
+
+
+async def repair_sentence(
+    sentences: SentenceStore,
+    stitcher: Stitcher,
+    checker: Checker,
+    key: str,
+    *,
+    prepare: Callable[[SentenceRecipe], Awaitable[None]] | None = None,
+) -> SentenceRepair:
+    """Put a failed sentence back: its stored bytes if intact, else rendered from its recipe.
+
+    ``prepare`` runs before a render (e.g. ``CatalogueMasters.resolve`` of the recipe's clips).
+    The bytes go back under the same key, which calls and prepared answers already name; when
+    the encoder changed since, they differ a little (the same clips, gaps and level).
+    """
+    storage = stitcher.storage
+    record = await sentences.get(key)
+    if record is None:
+        return SentenceRepair(key, False, "no stitched sentence has this key")
+    try:
+        found = await asyncio.to_thread(_verified, [storage], key, record.sha256)
+        if found is not None:
+            data, how = found[0], "re-uploaded the stored bytes"
+        else:
+            recipe = record.recipe
+            if prepare is not None:
+                await prepare(recipe)
+            facts, data = await asyncio.to_thread(stitcher.render, recipe)
+            if facts.sha256 == record.sha256:
+                how = "rendered again from its recipe (identical bytes)"
+            else:
+                how = "rendered again from its recipe: new bytes (the encoder changed), same URL"
+                await sentences.replace_bytes(key, facts)
+        await asyncio.to_thread(storage.replace, key, data, CONTENT_TYPES["mp3"])
+    except (RenderError, StorageError, ValueError) as exc:
+        return SentenceRepair(key, False, f"cannot repair: {exc}")
+    target = Target(0, storage.url(key), len(data), _md5(data), CONTENT_TYPES["mp3"])
+    result = await checker.check(target)
+    check = SentenceCheck(
+        key, result.url, result.ok, result.status, result.reason, result.checked_at
+    )
+    await sentences.record_checks([check])
+    return SentenceRepair(key, True, how, check)
+
+
+async def repair_sentences(
+    sentences: SentenceStore,
+    stitcher: Stitcher,
+    checker: Checker,
+    keys: Sequence[str],
+    *,
+    prepare: Callable[[SentenceRecipe], Awaitable[None]] | None = None,
+    progress: Callable[[SentenceRepair], None] | None = None,
+) -> list[SentenceRepair]:
+    out: list[SentenceRepair] = []
+    for key in keys:  # one at a time: a repair may render, and failures are few
+        repair = await repair_sentence(sentences, stitcher, checker, key, prepare=prepare)
         out.append(repair)
         if progress is not None:
             progress(repair)

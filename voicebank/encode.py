@@ -25,6 +25,27 @@ Int16 = NDArray[np.int16]
 RENDER_BITRATE_KBPS = 48
 RENDER_QUALITY = 7  # LAME -q: 2 best .. 7 fastest; speech at 48 kbps loses nothing audible at 7
 
+# mp3_gapless's settings, spelled out: libsndfile's own defaults (VBR at compression level 0.4),
+# so clips encoded before they were named here still re-encode to the same bytes (audit repairs).
+GAPLESS_BITRATE_MODE = "VARIABLE"
+GAPLESS_COMPRESSION_LEVEL = 0.4
+
+
+def gapless_settings() -> dict[str, str | float]:
+    """Everything that decides mp3_gapless's bytes for given PCM and rate.
+
+    Stitched sentences hash this into their keys: a new libsndfile (hence LAME) or new settings
+    give new URLs, so Twilio's cache, which is keyed by URL, never serves the old bytes for them.
+    """
+    return {
+        "encoder": "libsndfile",
+        "libsndfile": str(sf.__libsndfile_version__),
+        "soundfile": str(sf.__version__),  # its wheel bundles libsndfile and LAME
+        "format": "MP3/MPEG_LAYER_III",
+        "bitrate_mode": GAPLESS_BITRATE_MODE,
+        "compression_level": GAPLESS_COMPRESSION_LEVEL,
+    }
+
 
 def flac(pcm: Int16, rate: int) -> bytes:
     """Mono 16-bit FLAC: the lossless master every later render or re-encode starts from."""
@@ -34,9 +55,23 @@ def flac(pcm: Int16, rate: int) -> bytes:
 
 
 def mp3_gapless(pcm: Int16, rate: int) -> bytes:
-    """VBR MP3 with a Xing/Info + LAME gapless tag (soundfile writes it even into memory)."""
+    """VBR MP3 with a Xing/Info + LAME gapless tag (soundfile writes it even into memory).
+
+    Deterministic: the same PCM, rate and ``gapless_settings()`` give the same bytes (LAME keeps
+    no clock or random state, and libsndfile writes no date or tool tag into an MP3).
+    """
     buf = io.BytesIO()
-    sf.write(buf, pcm, rate, format="MP3", subtype="MPEG_LAYER_III")
+    with sf.SoundFile(
+        buf,
+        "w",
+        samplerate=rate,
+        channels=1,
+        format="MP3",
+        subtype="MPEG_LAYER_III",
+        compression_level=GAPLESS_COMPRESSION_LEVEL,
+        bitrate_mode=GAPLESS_BITRATE_MODE,
+    ) as out:
+        out.write(pcm)
     return buf.getvalue()
 
 

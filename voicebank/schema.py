@@ -82,3 +82,24 @@ clip_checks = sa.Table(
     sa.Column("url", sa.Text, nullable=False),
     sa.Column("md5", sa.String(32), nullable=True),
 )
+
+# Stitched sentences (voicebank.stitch): one row per MP3 stored under its recipe's key, written
+# before the object is stored, so every stored sentence has a row for `bank check` to cover.
+# ``recipe`` is the SentenceRecipe as JSON (a repair renders it again); ``md5`` is compared with
+# S3 ETags and the store's own checksum. The check columns hold the latest fetch check.
+stitched_sentences = sa.Table(
+    "stitched_sentences",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("voice_id", sa.String(64), sa.ForeignKey("voices.id"), nullable=False, index=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("md5", sa.String(32), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Column("recipe", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("ok", sa.Boolean, nullable=True),
+    sa.Column("status", sa.Integer, nullable=True),  # HTTP status; NULL when nothing answered
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+)
