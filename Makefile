@@ -4,8 +4,19 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEBIAN_PACKAGES := ffmpeg espeak-ng asterisk-core-sounds-en-wav chromium
-DEMO_AT ?= 2026-12-01T16:47
-DEMO_NOW ?= 2026-11-26T09:00
+# The demo reminder is for tomorrow at 16:47 in the demo tenant's zone, worked out once per run of
+# make (an appointment in the past never rings); the preview pretends it is now, in that zone.
+DEMO_TZ := America/New_York
+DEMO_TIMES = $(eval DEMO_TIMES := $(shell $(PYTHON) -c 'from datetime import datetime, timedelta; \
+  from zoneinfo import ZoneInfo; now = datetime.now(ZoneInfo("$(DEMO_TZ)")); \
+  print(f"{now.date() + timedelta(days=1)}T16:47", now.strftime("%Y-%m-%dT%H:%M"))'))$(DEMO_TIMES)
+DEMO_AT ?= $(word 1,$(DEMO_TIMES))
+DEMO_NOW ?= $(word 2,$(DEMO_TIMES))
+# Worded for the demo voice: the date and time get a sentence of their own, recorded whole;
+# only the sentence with the names (and the voicemail's "Please call us...") needs text-to-speech.
+DEMO_HUMAN := Hello. This is a reminder from {tenant} for your appointment with {provider}. \
+  {appointment:date}, at {appointment:time}.
+DEMO_VOICEMAIL := $(DEMO_HUMAN) Please call us if you need to change it. Thank you. Goodbye.
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
@@ -43,7 +54,8 @@ demo: demo-render
 demo-render: setup
 	$(BIN)/voiceprompt db upgrade
 	$(BIN)/voiceprompt bank import-asterisk
-	$(BIN)/voiceprompt tenant create demo --name "Smile Dental" --timezone America/New_York --if-missing
+	$(BIN)/voiceprompt tenant create demo --name "Smile Dental" --timezone $(DEMO_TZ) \
+	  --template-human '$(DEMO_HUMAN)' --template-voicemail '$(DEMO_VOICEMAIL)' --if-missing
 	@mkdir -p var/demo
 	@[ -s var/demo/admin-token ] || $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(24))" > var/demo/admin-token
 	@[ -s var/demo/reminder-created ] || { $(BIN)/voiceprompt remind --tenant demo --to "+1 415 555 0134" \

@@ -2,8 +2,9 @@
 
 The pack's transcript list (``core-sounds-en.txt(.gz)``) has lines ``name: text``; file names such
 as ``digits/h-12`` become clips with the transcript "twelfth". Tone files (``[beep tone]``) are
-skipped. The packs are CC-BY-SA-3.0: trimmed and levelled clips are an adaptation, fine as a
-development voice; ship your own recordings.
+skipped. Spelled letters (``letters/a`` .. ``letters/z``) become "letter A" .. "letter Z", never
+the bare letter (see ``SPELLED_LETTER``). The packs are CC-BY-SA-3.0: trimmed and levelled clips
+are an adaptation, fine as a development voice; ship your own recordings.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ AUDIO_SUFFIXES = (".wav", ".gsm", ".g722", ".ulaw", ".alaw", ".sln", ".mp3", ".f
 
 # Known mistakes in the pack's transcript list.
 TYPO_FIXES = {"fourtieth": "fortieth"}
+# A spelled letter is the letter's name said on its own, not a word: imported as "a" (the pack's
+# transcript), letters/a (543 ms, "ay") played for the article in "a reminder", and letters/i
+# would play for "I". Its transcript is "letter A" instead: the planner matches clips by their
+# tokens, and "letter a" is not a phrase of reminder text, so no ordinary word maps onto a
+# spelled letter; something that spells (codes, initials) can still ask for ("letter", "a").
+SPELLED_LETTER = re.compile(r"^letters/(?P<letter>[a-z])$")
 # Transcripts the planner's rules spell differently from the pack ("A.M." is the token "a.m.").
 _LINE = re.compile(r"^(?P<name>[A-Za-z0-9_\-/]+):\s*(?P<text>.*\S)\s*$")
 
@@ -43,8 +50,18 @@ def _fix(text: str) -> str:
     return " ".join(fixed)
 
 
+def sound_transcript(name: str, text: str) -> str:
+    """What a sound of the pack says, as a clip transcript: the list's text with its typos fixed,
+    or "letter A" for the spelled letter ``letters/a`` (whose list text is "a")."""
+    spelled = SPELLED_LETTER.match(name)
+    if spelled and text.strip().lower().rstrip(".") == spelled["letter"]:
+        return f"letter {spelled['letter'].upper()}"
+    return _fix(text)
+
+
 def parse_transcripts(text: str) -> dict[str, str]:
-    """``name: text`` lines -> {name: text}, typos fixed, tone descriptions dropped."""
+    """``name: text`` lines -> {name: text}, typos fixed, tone descriptions dropped, spelled
+    letters named "letter A" .. "letter Z"."""
     out: dict[str, str] = {}
     for line in text.splitlines():
         m = _LINE.match(line.strip())
@@ -53,7 +70,7 @@ def parse_transcripts(text: str) -> dict[str, str]:
         body = m["text"].strip()
         if body[:1] in "[(" and body[-1:] in "])":
             continue  # a tone, a sound effect or a stretch of silence: not speech
-        out[m["name"]] = _fix(body)
+        out[m["name"]] = sound_transcript(m["name"], body)
     return out
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from prompts.models import Variant
 from prompts.text import normalize
-from voicebank.asterisk import SoundEntry
+from voicebank.asterisk import SoundEntry, sound_transcript
 from voicebank.catalogue import Catalogue, ClipRecord
 from voicebank.errors import VoiceBankError
 from voicebank.ingest import ProcessedClip, ingest_bytes
@@ -128,16 +128,18 @@ async def import_sounds(
     """Import an Asterisk-style pack: one clip per sound file, re-runs skip unchanged files.
 
     When two files say the same words, the first (in name order) is the take: importing both
-    would make each replace the other on every re-run.
+    would make each replace the other on every re-run. A spelled letter goes in under its own
+    name ("letter A" for ``letters/a``), never as the word it is spelled like.
     """
     report = ImportReport()
     first: dict[str, str] = {}
     for entry in entries:
         filename = f"{entry.name}{entry.path.suffix}"
-        words = normalize(entry.transcript)
+        transcript = sound_transcript(entry.name, entry.transcript)
+        words = normalize(transcript)
         if words in first:
             report.results.append(
-                FileResult(filename, entry.transcript, skipped=f"same words as {first[words]}")
+                FileResult(filename, transcript, skipped=f"same words as {first[words]}")
             )
             if progress:
                 progress(entry.name)
@@ -149,7 +151,7 @@ async def import_sounds(
             voice_id,
             filename,
             data,
-            entry.transcript,
+            transcript,
             source="asterisk",
             target_lufs=target_lufs,
         )

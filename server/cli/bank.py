@@ -10,7 +10,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from prompts.models import Variant
+from server.calls.script import call_scripts
 from server.cli.common import Fail, echo_json, pass_settings, run
+from server.reminders import ReminderStore
 from server.runtime import open_runtime
 from server.settings import Settings
 from voicebank.asterisk import (
@@ -304,20 +306,32 @@ def list_clips(
 @click.option("--tenant", required=True, help="Tenant slug: its templates and voice.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV instead of text.")
 @click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Every line the calls can need, recorded or not (the coverage page's list).",
+)
+@click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write to a file instead of stdout.",
 )
 @pass_settings
-def script(settings: Settings, tenant: str, as_csv: bool, out: Path | None) -> None:
-    """What the tenant's voice still lacks, as a script a voice actor can read from."""
-    from prompts.script import recording_script
+def script(
+    settings: Settings, tenant: str, as_csv: bool, everything: bool, out: Path | None
+) -> None:
+    """What the tenant's voice still lacks, as a script a voice actor can read from.
+
+    Every phrase a call can speak: both messages, the key menu, "sorry" and the endings, with
+    the tenant's name and the providers of its recent reminders. The console's coverage page
+    lists the same lines.
+    """
 
     async def go() -> str:
         async with open_runtime(settings) as rt:
             t = await rt.tenants.get(tenant)
-            index = await rt.catalogue.clip_index(t.voice, t.slug)
-            rs = recording_script([t.template_human, t.template_voicemail], index, names=[t.name])
+            scripts = await call_scripts(t, rt.catalogue, ReminderStore(rt.engine))
+            rs = scripts.everything if everything else scripts.missing
             return rs.to_csv() if as_csv else rs.to_text()
 
     text = run(go())

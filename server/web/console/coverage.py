@@ -7,12 +7,15 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from prompts.models import ClipIndex
-from prompts.script import RecordingScript, ScriptLine, recording_script
-from server.calls.phrases import ENDINGS, SORRY, menu_text
+from prompts.script import RecordingScript, ScriptLine
+from server.calls.script import call_scripts, call_texts
 from server.keys import reminders_key, runtime_key
 from server.tenants import Tenant
 from server.web.console.pages import page, render, tenant_for, to_chosen_tenant
+
+# call_texts lives in server.calls.script (shared with `voiceprompt bank script`); kept importable
+# from here for the tests that were written against this module.
+__all__ = ["STATUS_TEXT", "Need", "call_texts", "needs", "routes"]
 
 routes = web.RouteTableDef()
 
@@ -32,26 +35,12 @@ STATUS_TEXT = {
 }
 
 
-def call_texts(tenant: Tenant) -> list[str]:
-    """Every template a call of this tenant can speak: both messages, the menu, the endings."""
-    fixed = [menu_text(tenant), SORRY, *ENDINGS.values()]
-    # Fixed sentences are templates without slots: escape any brace they might contain.
-    escaped = [t.replace("{", "{{").replace("}", "}}") for t in fixed]
-    return [tenant.template_human, tenant.template_voicemail, *escaped]
-
-
 async def _scripts(request: web.Request, tenant: Tenant) -> tuple[RecordingScript, RecordingScript]:
-    """(everything needed, what is still missing) for the tenant's voice and templates."""
-    rt = request.app[runtime_key]
-    recent = await request.app[reminders_key].list_recent(tenant.slug, limit=500)
-    providers = sorted({r.provider for r in recent if r.provider})
-    samples: dict[str, object] = {"tenant": tenant.name, "provider": providers}
-    index = await rt.catalogue.clip_index(tenant.voice, tenant.slug)
-    texts = call_texts(tenant)
-    return (
-        recording_script(texts, ClipIndex(), sample_values=samples),
-        recording_script(texts, index, sample_values=samples),
+    """(everything needed, what is still missing): the same list as `voiceprompt bank script`."""
+    scripts = await call_scripts(
+        tenant, request.app[runtime_key].catalogue, request.app[reminders_key]
     )
+    return scripts.everything, scripts.missing
 
 
 def needs(everything: RecordingScript, missing: RecordingScript) -> list[Need]:
