@@ -82,8 +82,8 @@ def create_app(
 
     # Contexts open in this order and close in reverse: the runtime first, then what uses it.
     app.cleanup_ctx.append(runtime_ctx)
-    app.cleanup_ctx.append(webhooks.context(settings))
     app.cleanup_ctx.append(health.context(settings, record=not dry_run))
+    app.cleanup_ctx.append(webhooks.context(settings))
     app.cleanup_ctx.append(console.context(settings))
     if worker:
         app.cleanup_ctx.append(dispatcher.context(settings))

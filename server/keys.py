@@ -16,10 +16,10 @@ import jinja2
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from prompts.models import Plan
+    from server.calls.answers import Answerer
+    from server.calls.delivery import CallAudio
     from server.calls.guard import ClipGuard
     from server.calls.outbox import Outbox
-    from server.calls.preview import PreviewRenderer
     from server.calls.voices import VoiceCache
     from server.dialing.dispatcher import Dispatcher
     from server.reminders import ReminderStore
@@ -38,6 +38,9 @@ voices_key: web.AppKey[VoiceCache] = web.AppKey("voices")
 # <Say> speaks the same message.
 spoken_key: web.AppKey[OrderedDict[int, tuple[str, str, str, int]]] = web.AppKey("spoken")
 guard_key: web.AppKey[ClipGuard] = web.AppKey("clip_guard")
+answerer_key: web.AppKey[Answerer] = web.AppKey("answerer")
+# Clip audio: decoded masters, stitched sentences, previews (shared by calls and the console).
+audio_key: web.AppKey[CallAudio] = web.AppKey("call_audio")
 
 # Dialing (server.dialing), when the web process runs a dispatcher.
 dispatcher_key: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
@@ -47,7 +50,7 @@ throttle_key: web.AppKey[SignInThrottle] = web.AppKey("sign_in_throttle")
 monitor_key: web.AppKey[Monitor] = web.AppKey("clip_monitor")
 jinja_key: web.AppKey[jinja2.Environment] = web.AppKey("console_jinja")
 secret_key: web.AppKey[bytes] = web.AppKey("console_secret")
-renderer_key: web.AppKey[PreviewRenderer] = web.AppKey("console_renderer")
-# Recent renders by plan: the player asks for the same MP3 several times (metadata, ranges).
-audio_cache_key: web.AppKey[OrderedDict[Plan, bytes]] = web.AppKey("console_audio_cache")
+# Recent preview MP3s by TwiML: the player asks for the same MP3 several times (metadata,
+# ranges), and the page asks for it right after the page was rendered.
+audio_cache_key: web.AppKey[OrderedDict[str, bytes]] = web.AppKey("console_audio_cache")
 streams_key: web.AppKey[weakref.WeakSet[asyncio.Task[Any]]] = web.AppKey("console_streams")

@@ -26,6 +26,11 @@ from server.dialing.schedule import DAY_MINUTES, CallingPolicy, parse_clock
 from server.errors import NotFound, ValidationError
 
 AMD_MODES = ("off", "enable", "detect-message-end")
+# How the call plays a message: one <Play> per stitched sentence, or one per clip (the old way,
+# kept for comparison). And who speaks a sentence with unrecorded words: the fallback voice for
+# the whole sentence, or for those words only, between the recorded ones.
+DELIVERIES = ("stitched", "clips")
+FALLBACKS = ("sentence", "word")
 DEFAULT_HUMAN_TEMPLATE = (
     "This is a reminder from {tenant}. Your appointment with {provider} is on "
     "{appointment:date} at {appointment:time}."
@@ -61,6 +66,8 @@ class Tenant:
     amd_mode: str = "detect-message-end"
     skip_to_beep: bool = False
     beep_digit: str = "#"
+    delivery: str = "stitched"
+    fallback: str = "sentence"
     digit_confirm: str = "1"
     digit_cancel: str | None = "5"
     digit_contact: str | None = "9"
@@ -142,6 +149,11 @@ def validate(tenant: Tenant) -> Tenant:
             f"amd_mode {tenant.amd_mode!r} must be one of {', '.join(AMD_MODES)}", "amd_mode"
         )
     # The TwiML view plays at most 4 keys (w = half a second of silence) and needs one real key.
+    for name, allowed in (("delivery", DELIVERIES), ("fallback", FALLBACKS)):
+        if getattr(tenant, name) not in allowed:
+            raise ValidationError(
+                f"{name} {getattr(tenant, name)!r} must be one of {', '.join(allowed)}", name
+            )
     if not re.fullmatch(r"[0-9*#wW]{1,4}", tenant.beep_digit) or not tenant.beep_digit.strip("wW"):
         raise ValidationError(
             f"beep_digit {tenant.beep_digit!r} must be 1-4 DTMF keys (0-9, *, #, w for a pause)",

@@ -61,4 +61,5 @@ def build_plan(req: MessageRequest, index: ClipIndex, *, now: datetime) -> Plan:
         index,
         today=local_today(req.tenant, now),
         loops=loops_for(req.tenant, req.variant),
+        fallback=req.tenant.fallback,
     )

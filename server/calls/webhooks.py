@@ -11,18 +11,16 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
-from prompts.models import ClipSegment, Plan
-from prompts.planner import plan_message
 from server.calls import twiml
+from server.calls.answers import Answerer, Call, greeting_may_be_playing
+from server.calls.delivery import CallAudio
 from server.calls.flow import (
     DECISIVE,
-    Action,
     Answered,
     CallState,
     NoInput,
@@ -32,17 +30,23 @@ from server.calls.flow import (
     outcome_for_status,
     step,
 )
-from server.calls.messages import MIN_VOICEMAIL_LOOPS, MessageRequest, build_plan, local_today
 from server.calls.outbox import Outbox, running
-from server.calls.phrases import ENDINGS, SORRY, keypress_config, menu_text
+from server.calls.phrases import keypress_config
 from server.calls.signature import SIGNATURE_HEADER, expected_url, is_valid
-from server.calls.voices import VoiceCache, VoiceView, speak_instead
+from server.calls.voices import VoiceCache
 from server.errors import NotFound
-from server.keys import guard_key, outbox_key, reminders_key, runtime_key, spoken_key, voices_key
+from server.keys import (
+    answerer_key,
+    audio_key,
+    guard_key,
+    outbox_key,
+    reminders_key,
+    runtime_key,
+    spoken_key,
+    voices_key,
+)
 from server.reminders import Reminder, parse_reminder_id
 from server.settings import Settings
-from server.tenants import Tenant
-from voicebank.sql import utcnow
 
 log = logging.getLogger("voiceprompt.webhooks")
 routes = web.RouteTableDef()
@@ -57,13 +61,6 @@ OUTCOME_STATUSES = frozenset(o.value for o in Outcome)
 
 def _twiml(body: str) -> web.Response:
     return web.Response(text=body, content_type=XML, charset="utf-8")
-
-
-@dataclass(frozen=True)
-class Call:
-    reminder: Reminder
-    tenant: Tenant
-    view: VoiceView
 
 
 async def _form(request: web.Request) -> MultiDictProxy[str]:
@@ -94,120 +91,23 @@ def _reminder_id(request: web.Request) -> int:
 
 
 async def _load(request: web.Request, rid: int) -> Call:
-    reminder, tenant = await request.app[reminders_key].get_for_call(rid)
+    r, tenant = await request.app[reminders_key].get_for_call(rid)
     view = await request.app[voices_key].get(tenant.voice, tenant.slug)
-    return Call(reminder, tenant, view)
-
-
-def _opts(
-    request: web.Request, call: Call, state: CallState | None = None, *, skip_to_beep: bool = False
-) -> twiml.ViewOptions:
-    settings = request.app[runtime_key].settings
-    return twiml.ViewOptions.for_reminder(
-        call.reminder.id,
-        prefix=settings.public_url,
-        query=state.as_params() if state else None,
-        language=call.tenant.language,
-        voice=call.tenant.say_voice,
-        skip_to_beep=skip_to_beep,
-        skip_digit=call.tenant.beep_digit,
-    )
-
-
-def _plan_text(call: Call, text: str) -> Plan:
-    """Fixed words (menu, thanks) in the tenant's voice where recorded."""
-    return plan_message(
-        text.replace("{", "{{").replace("}", "}}"),
-        {},
-        call.view.index,
-        today=local_today(call.tenant, utcnow()),
-        loops=1,
-    )
-
-
-async def _guard(request: web.Request, call: Call, plan: Plan) -> Plan:
-    """Speak clips that cannot be fetched (ClipGuard: latest checks, fresh ones when stale),
-    and record an alert on the reminder."""
-    guard = request.app[guard_key]
-    bad_ids = await guard.unavailable(
-        s.clip_id for s in plan.segments if isinstance(s, ClipSegment)
-    )
-    if not bad_ids:
-        return plan
-    bad = {
-        s.clip_id: s for s in plan.segments if isinstance(s, ClipSegment) and s.clip_id in bad_ids
-    }
-    for seg in bad.values():
-        log.error(
-            "clip %s (%r) is unavailable; reminder %s hears <Say> instead",
-            seg.clip_id,
-            seg.text,
-            call.reminder.id,
-        )
-    request.app[outbox_key].add(
-        call.reminder.id,
-        "alert",
-        {
-            "reason": "clip unavailable",
-            "clips": [
-                {"clip_id": s.clip_id, "text": s.text, "why": guard.reason(s.clip_id)}
-                for s in bad.values()
-            ],
-        },
-    )
-    return speak_instead(plan, set(bad))
-
-
-async def _message(request: web.Request, call: Call, variant: str) -> Plan:
-    r = call.reminder
-    req = MessageRequest(
-        call.tenant,
-        r.appointment_at,
-        r.provider,
-        "voicemail" if variant == "voicemail" else "human",
-        extra=r.values,
-    )
-    plan = await _guard(request, call, build_plan(req, call.view.index, now=utcnow()))
-    cache = request.app[spoken_key]
-    # A machine is told the words twice even by the fallback (it may start recording late).
-    passes = MIN_VOICEMAIL_LOOPS if variant == "voicemail" else 1
-    cache[r.id] = (plan.transcript, call.tenant.language, call.tenant.say_voice, passes)
-    cache.move_to_end(r.id)
-    while len(cache) > 10_000:
-        cache.popitem(last=False)
-    return plan
-
-
-def greeting_may_be_playing(answered_by: str | None, result: Step) -> bool:
-    """Whether a skip-to-beep tone can still help: AMD off, undecided, or a machine mid-greeting.
-
-    Not after ``machine_end_*`` (the box records already; "#" ends the recording on some
-    carriers) and not for a definite person.
-    """
-    return result.greeting_playing or (answered_by or "unknown").strip().lower() == "unknown"
+    return Call(r.id, tenant, r.appointment_at, r.provider, view, r.values)
 
 
 async def _answer_for(request: web.Request, call: Call, result: Step, *, tone: bool = False) -> str:
-    """The TwiML for one call-flow step; ``tone`` starts it with the skip-to-beep DTMF."""
-    a = result.action
-    state = result.state
-    if a is Action.PLAY_VOICEMAIL_AND_HANG_UP:
-        return twiml.voicemail_twiml(
-            await _message(request, call, "voicemail"), _opts(request, call, skip_to_beep=tone)
-        )
-    if a is Action.PLAY_MESSAGE_WITH_MENU:
-        menu = await _guard(request, call, _plan_text(call, menu_text(call.tenant)))
-        message = await _message(request, call, "human")
-        return twiml.human_twiml(message, menu, _opts(request, call, state, skip_to_beep=tone))
-    if a is Action.SORRY_AND_MENU:
-        menu = await _guard(request, call, _plan_text(call, menu_text(call.tenant)))
-        sorry = await _guard(request, call, _plan_text(call, SORRY))
-        return twiml.sorry_and_menu(sorry, menu, _opts(request, call, state))
-    if a in ENDINGS:
-        return twiml.say_and_hangup(
-            await _guard(request, call, _plan_text(call, ENDINGS[a])), _opts(request, call)
-        )
-    return twiml.hangup_twiml()
+    """The TwiML for one call-flow step; remembers the message's words for the fallback."""
+    answer = await request.app[answerer_key].answer(call, result, tone=tone)
+    if answer.message is not None:
+        cache = request.app[spoken_key]
+        rid = int(call.reminder_id)
+        tenant = call.tenant
+        cache[rid] = (answer.message.transcript, tenant.language, tenant.say_voice, answer.passes)
+        cache.move_to_end(rid)
+        while len(cache) > 10_000:
+            cache.popitem(last=False)
+    return answer.twiml
 
 
 def _fallback(
@@ -438,8 +338,8 @@ async def amd(request: web.Request) -> web.Response:
 
 
 def context(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The voice cache, the fallback words and the outbox, for ``app.cleanup_ctx`` after the
-    runtime's context."""
+    """The voice cache, the answerer, the fallback words and the outbox, for
+    ``app.cleanup_ctx`` after the runtime's and the clip guard's contexts."""
     if not settings.validate_signatures:
         log.warning("Twilio signature checking is OFF (development only): anyone can drive calls")
 
@@ -447,8 +347,16 @@ def context(settings: Settings) -> Callable[[web.Application], AsyncIterator[Non
         rt = app[runtime_key]
         app[voices_key] = VoiceCache(rt.catalogue)
         app[spoken_key] = OrderedDict()
-        app[outbox_key] = Outbox(app[reminders_key])
-        async with running(app[outbox_key]):
+        outbox = app[outbox_key] = Outbox(app[reminders_key])
+
+        def alert(rid: int | str, detail: dict[str, Any]) -> None:
+            outbox.add(int(rid), "alert", detail)
+
+        audio = app[audio_key] = CallAudio(rt)
+        app[answerer_key] = Answerer(
+            rt.settings.public_url, guard=app[guard_key], delivery=audio, alert=alert
+        )
+        async with running(outbox):
             yield
 
     return ctx

@@ -8,9 +8,11 @@ from typing import cast
 
 import click
 
-from prompts.models import Plan
-from server.calls.messages import MessageRequest, MessageVariant, build_plan
-from server.calls.preview import plan_json, render_plan
+from server.calls.answers import Call
+from server.calls.delivery import CallAudio
+from server.calls.messages import MessageVariant
+from server.calls.preview import Preview, plan_json, preview_call
+from server.calls.voices import VoiceCache
 from server.cli.common import (
     Fail,
     appointment_at_option,
@@ -60,31 +62,43 @@ def preview(
     out: Path | None,
     as_json: bool,
 ) -> None:
-    """Plan (and optionally render) a tenant's reminder for one appointment."""
+    """Plan a tenant's reminder for one appointment and (with --out) render the call as the
+    callee hears it: the call URL's answer for a person or a machine, menu included."""
     at = parse_when(at_text, "--at")
     now = parse_when(now_text, "--now") if now_text else datetime.now(UTC)
 
-    async def go() -> tuple[Plan, bytes | None]:
+    async def go() -> Preview:
         async with open_runtime(settings) as rt:
             t = await rt.tenants.get(tenant)
             when = at if at.tzinfo else at.replace(tzinfo=t.zone)
-            today_ref = now if now.tzinfo else now.replace(tzinfo=t.zone)
-            index = await rt.catalogue.clip_index(t.voice, t.slug)
-            req = MessageRequest(t, when, provider, cast(MessageVariant, variant))
-            plan = build_plan(req, index, now=today_ref)
-            audio = await render_plan(rt, plan) if out else None
-            return plan, audio
+            moment = now if now.tzinfo else now.replace(tzinfo=t.zone)
+            view = await VoiceCache(rt.catalogue).get(t.voice, t.slug)
+            call = Call("preview", t, when, provider, view)
+            chosen = cast(MessageVariant, variant)
+            return await preview_call(
+                CallAudio(rt), settings.public_url, call, chosen, now=lambda: moment, play=bool(out)
+            )
 
-    plan, audio = run(go())
-    if out and audio is not None:
+    found = run(go())
+    plan = found.answer.message
+    if plan is None:  # every answer to the call URL plays a message
+        raise Fail("this tenant's call plays no message")
+    if out and found.playback is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(audio)
+        out.write_bytes(found.mp3)
         out.with_suffix(".txt").write_text(plan.transcript + "\n", encoding="utf-8")
     if as_json:
-        echo_json(plan_json(plan))
+        echo_json({**plan_json(plan), "twiml": found.answer.twiml, "for": found.note})
         return
     click.echo(plan.transcript)
-    click.echo(f"loops: {plan.loops}, about {plan.duration_ms / 1000:.1f} s")
+    if found.playback is not None:
+        heard = f"{found.playback.duration_ms / 1000:.1f} s as the callee hears it"
+    else:
+        heard = f"about {plan.duration_ms / 1000:.1f} s"
+    click.echo(f"loops: {plan.loops}, {heard} ({found.note})")
+    for sentence in plan.spoken:
+        record = ", ".join(f"'{m}'" for m in sentence.missing)
+        click.echo(f"spoken by text-to-speech: {sentence.text} (record {record})")
     if plan.missing:
         click.echo(f"missing ({len(plan.missing)}, spoken by text-to-speech until recorded):")
         for phrase in plan.missing:

@@ -7,7 +7,7 @@ Exit status: 0 when everything is fine, 1 when a check or copy failed (the summa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import click
 from rich.console import Console
@@ -16,14 +16,24 @@ from rich.table import Table
 from prompts.models import Variant
 from server.cli.bank import VARIANTS, _progress
 from server.cli.common import Fail, pass_settings, run
-from server.runtime import media_base_url, open_runtime
+from server.runtime import Runtime, media_base_url, open_runtime
 from server.settings import Settings
 from server.web.api_voicebank import limits_for
-from voicebank.audit import Repair, check_clips, repair_clips
+from voicebank.audit import (
+    Repair,
+    SentenceRepair,
+    check_clips,
+    check_sentences,
+    repair_clips,
+    repair_sentences,
+)
 from voicebank.catalogue import ClipRecord
 from voicebank.checks import DEFAULT_CONCURRENCY, Checker, CheckResult, open_session
 from voicebank.importer import FileResult
+from voicebank.render import Renderer
+from voicebank.sentence_store import SentenceCheck, SentenceStore
 from voicebank.slurp import slurp_into_voice
+from voicebank.stitch import CatalogueMasters, SentenceRecipe, Stitcher
 from voicebank.storage import open_storage
 from voicebank.storage.base import Storage
 from voicebank.storage.sync import DEFAULT_CONCURRENCY as SYNC_CONCURRENCY
@@ -72,7 +82,9 @@ def sync(settings: Settings, to: str, to_endpoint_url: str | None, concurrency: 
             dest = _open(settings, to, to_endpoint_url)
             if dest.describe() == rt.storage.describe():
                 raise Fail(f"{to} is the current storage ({rt.storage.describe()})")
-            keys = await rt.catalogue.object_keys()
+            # Every clip object and every stitched sentence (calls and prepared answers name
+            # sentence URLs too).
+            keys = await rt.catalogue.object_keys() + await SentenceStore(rt.engine).keys()
             with _progress() as bar:
                 task = bar.add_task("sync", total=len(keys), item="")
 
@@ -114,6 +126,13 @@ class CheckRun:
     records: dict[int, ClipRecord]
     results: list[CheckResult]
     repairs: list[Repair]
+    sentences: list[SentenceCheck] = field(default_factory=list)
+    sentence_repairs: list[SentenceRepair] = field(default_factory=list)
+
+    def failing_sentences(self) -> list[str]:
+        """Stitched sentences still failing: not repaired, or failing the check after it."""
+        fixed = {r.key for r in self.sentence_repairs if r.check is not None and r.check.ok}
+        return [c.key for c in self.sentences if not c.ok and c.key not in fixed]
 
 
 def _final(run_: CheckRun) -> dict[int, CheckResult]:
@@ -203,7 +222,8 @@ def check(
                                 fixing, advance=1, item=f"clip {r.clip_id}"
                             ),
                         )
-            return CheckRun({r.id: r for r in records}, results, repairs)
+                checked, fixed = await _check_sentences(rt, checker, voice=voice, repair=repair)
+            return CheckRun({r.id: r for r in records}, results, repairs, checked, fixed)
 
     result = run(go())
     final = _final(result)
@@ -216,6 +236,20 @@ def check(
         f"{len(final)} clips checked: {len(final) - len(bad)} ok, {len(bad)} failed"
         + (f" ({fixed} repaired)" if result.repairs else "")
     )
+    still = result.failing_sentences()
+    failed_sentences = [c for c in result.sentences if not c.ok]
+    click.echo(
+        f"{len(result.sentences)} stitched sentences checked: "
+        f"{len(result.sentences) - len(failed_sentences)} ok, {len(failed_sentences)} failed"
+        + (f" ({len(failed_sentences) - len(still)} repaired)" if result.sentence_repairs else "")
+    )
+    for check_ in failed_sentences:
+        if check_.key in still:
+            click.echo(f"  {check_.key}: {check_.reason}")
+    if still and not bad:
+        if not repair:
+            click.echo("run again with --repair to render failing sentences again")
+        raise SystemExit(1)
     if bad:
         if all(r.status is None for r in bad):
             click.echo(
@@ -225,6 +259,33 @@ def check(
         elif not repair:
             click.echo("run again with --repair to put failing clips back")
         raise SystemExit(1)
+
+
+async def _check_sentences(
+    rt: Runtime, checker: Checker, *, voice: str | None, repair: bool
+) -> tuple[list[SentenceCheck], list[SentenceRepair]]:
+    """Stitched sentences are checked as clips are (URL, type, size, checksum); a failing one
+    is put back from its stored bytes or rendered again from its recipe under the same URL."""
+    store = SentenceStore(rt.engine)
+    with _progress() as bar:
+        task = bar.add_task("sentences", total=len(await store.keys()), item="")
+        checked = await check_sentences(
+            store,
+            rt.storage,
+            checker,
+            voice_id=voice,
+            progress=lambda c: bar.update(task, advance=1, item=c.key.rsplit("/", 1)[-1][:12]),
+        )
+    failed = [c.key for c in checked if not c.ok]
+    if not (repair and failed):
+        return checked, []
+    masters = CatalogueMasters(rt.catalogue)
+    stitcher = Stitcher(rt.storage, Renderer(masters))
+
+    async def prepare(recipe: SentenceRecipe) -> None:
+        await masters.resolve(recipe.clip_ids)
+
+    return checked, await repair_sentences(store, stitcher, checker, failed, prepare=prepare)
 
 
 # -- slurp ----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import click
 from server.cli.common import echo_json, pass_settings, run
 from server.runtime import open_runtime
 from server.settings import Settings
-from server.tenants import AMD_MODES, MINUTE_FIELDS, Tenant
+from server.tenants import AMD_MODES, DELIVERIES, FALLBACKS, MINUTE_FIELDS, Tenant
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,6 +79,17 @@ def tenant_options(creating: bool) -> Callable[[F], F]:
             click.option("--template-voicemail", help="Template for an answering machine."),
             click.option("--loops", type=int, help="Times the message plays (1-3, default 2)."),
             click.option("--amd-mode", type=click.Choice(AMD_MODES)),
+            click.option(
+                "--delivery",
+                type=click.Choice(DELIVERIES),
+                help="stitched: a file per sentence (default); clips: a file per clip.",
+            ),
+            click.option(
+                "--fallback",
+                type=click.Choice(FALLBACKS),
+                help="Unrecorded words: the fallback voice says the whole sentence (default) "
+                "or only those words.",
+            ),
             click.option("--skip-to-beep/--no-skip-to-beep", default=None),
             click.option("--language", help="Language of text-to-speech fallbacks (en-US)."),
             *_schedule_options(),

@@ -35,6 +35,8 @@ tenants = sa.Table(
     sa.Column("template_voicemail", sa.Text, nullable=False),
     sa.Column("loops", sa.Integer, nullable=False),
     sa.Column("amd_mode", sa.String(32), nullable=False),
+    sa.Column("delivery", sa.String(16), nullable=False, server_default="stitched"),
+    sa.Column("fallback", sa.String(16), nullable=False, server_default="sentence"),
     sa.Column("skip_to_beep", sa.Boolean, nullable=False),
     sa.Column("beep_digit", sa.String(4), nullable=False),
     sa.Column("digit_confirm", sa.String(1), nullable=False),
@@ -53,6 +55,8 @@ tenants = sa.Table(
     sa.Column("min_spacing_minutes", sa.Integer, nullable=False, server_default="60"),
     sa.CheckConstraint("loops between 1 and 3", name="loops"),
     sa.CheckConstraint("amd_mode in ('off', 'enable', 'detect-message-end')", name="amd_mode"),
+    sa.CheckConstraint("delivery in ('stitched', 'clips')", name="delivery"),
+    sa.CheckConstraint("fallback in ('sentence', 'word')", name="fallback"),
 )
 
 reminders = sa.Table(

@@ -20,7 +20,7 @@ import socket
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -245,13 +245,18 @@ def make_settings(tmp_path: Path, db_url: str, **extra: str) -> Settings:
     return Settings.from_env(env)
 
 
+# The flow's tests read the TwiML clip by clip: ``delivery=clips`` and ``fallback=word`` are the
+# comparison modes that keep one <Play> per clip. STITCHED is the product's default.
 SMILE = Tenant(
     slug="smile",
     name="Smile Dental",
     voice=VOICE,
     template_human=HUMAN_TEMPLATE,
     template_voicemail=VOICEMAIL_TEMPLATE,
+    delivery="clips",
+    fallback="word",
 )
+STITCHED = replace(SMILE, delivery="stitched", fallback="sentence")
 
 
 @dataclass(frozen=True)
@@ -334,9 +339,9 @@ def make_env_fixture(
     conftest's ``db_url``) is emptied and seeded again.
     """
 
-    async def make(**extra: str) -> Env:
+    async def make(tenant: Tenant = SMILE, **extra: str) -> Env:
         settings = make_settings(tmp_path, db_url, **extra)
-        return await start_env(aiohttp_client, settings, voice_template)
+        return await start_env(aiohttp_client, settings, voice_template, tenant)
 
     return make
 

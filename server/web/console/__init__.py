@@ -22,12 +22,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server.calls.preview import PreviewRenderer
 from server.keys import (
     audio_cache_key,
     jinja_key,
-    renderer_key,
-    runtime_key,
     secret_key,
     streams_key,
 )
@@ -51,8 +48,6 @@ def context(settings: Settings) -> Callable[[web.Application], AsyncIterator[Non
         app[jinja_key] = make_jinja()
         app[streams_key] = weakref.WeakSet()
         app[audio_cache_key] = OrderedDict()
-        # One renderer per app: decoded clips and text-to-speech stay cached across previews.
-        app[renderer_key] = PreviewRenderer(app[runtime_key])
         yield
 
     return ctx

@@ -1,6 +1,6 @@
-"""Preview: a tenant's message for a chosen appointment as a marked-up transcript, a stitched MP3
-(rendered by the app's one PreviewRenderer, so decoded clips and TTS stay cached) and the TwiML
-Twilio would receive."""
+"""Preview: the call for a chosen appointment, as the callee hears it (the call URL's TwiML,
+played from our storage by server/calls/preview.py), the transcript of what it plays with each
+sentence's voice marked, and the TwiML itself."""
 
 from __future__ import annotations
 
@@ -12,17 +12,14 @@ from typing import Any
 from aiohttp import web
 
 from prompts.errors import PromptError, TemplateError
-from prompts.models import ClipIndex, Plan
-from prompts.planner import plan_message
 from server.calls import twiml
-from server.calls.flow import Action, Answered, CallState, step
-from server.calls.messages import MessageRequest, MessageVariant, build_plan, local_today
-from server.calls.phrases import keypress_config, menu_text
-from server.calls.preview import plan_json
-from server.calls.webhooks import greeting_may_be_playing
+from server.calls.answers import Call
+from server.calls.messages import MessageVariant, local_today
+from server.calls.preview import Preview, plan_json, preview_call
+from server.calls.voices import VoiceView
 from server.errors import NotFound, ValidationError
-from server.keys import audio_cache_key, reminders_key, renderer_key, runtime_key
-from server.reminders import Reminder
+from server.keys import audio_cache_key, audio_key, reminders_key, runtime_key, voices_key
+from server.reminders import Reminder, parse_reminder_id
 from server.tenants import Tenant
 from server.web.console.pages import (
     audio_response,
@@ -35,12 +32,6 @@ from server.web.console.pages import (
 routes = web.RouteTableDef()
 AUDIO_CACHE_SIZE = 16
 EXAMPLE_PROVIDER = "Doctor Smith"  # until the tenant has reminders with real names
-# What Twilio's AnsweredBy says for a machine under each AMD mode (None: AMD off, no answer).
-MACHINE_ANSWER = {
-    "detect-message-end": "machine_end_beep",
-    "enable": "machine_start",
-    "off": None,
-}
 
 
 @dataclass(frozen=True)
@@ -64,11 +55,6 @@ class Choice:
             out["reminder"] = str(self.reminder.id)
         return out
 
-    def request(self, tenant: Tenant) -> MessageRequest:
-        when = datetime.combine(self.day, self.at, tzinfo=tenant.zone)
-        extra = self.reminder.values if self.reminder else None
-        return MessageRequest(tenant, when, self.provider or None, self.variant, extra=extra)
-
 
 async def _choice(request: web.Request, tenant: Tenant) -> tuple[Choice, dict[str, str]]:
     """The form's values (defaults: the reminder's appointment, else tomorrow at 10:00) and
@@ -77,10 +63,13 @@ async def _choice(request: web.Request, tenant: Tenant) -> tuple[Choice, dict[st
     errors: dict[str, str] = {}
     reminder: Reminder | None = None
     if q.get("reminder"):
+        rid = parse_reminder_id(q["reminder"])
         try:
-            reminder = await request.app[reminders_key].get(int(q["reminder"]))
-        except (ValueError, NotFound):
-            raise NotFound(f"no reminder {q['reminder']!r}") from None
+            reminder = None if rid is None else await request.app[reminders_key].get(rid)
+        except NotFound:
+            reminder = None
+        if reminder is None:
+            raise NotFound(f"no reminder {q['reminder']!r}")
         if reminder.tenant != tenant.slug:
             raise NotFound(f"no reminder {q['reminder']!r}")
     if reminder is not None:
@@ -109,10 +98,12 @@ async def _choice(request: web.Request, tenant: Tenant) -> tuple[Choice, dict[st
     return chosen, errors
 
 
-def _plan(choice: Choice, tenant: Tenant, index: ClipIndex, variant: MessageVariant) -> Plan:
-    req = choice.request(tenant)
-    req = MessageRequest(req.tenant, req.appointment_at, req.provider, variant, req.extra)
-    return build_plan(req, index, now=datetime.now(UTC))
+def _call(choice: Choice, tenant: Tenant, view: VoiceView) -> Call:
+    when = datetime.combine(choice.day, choice.at, tzinfo=tenant.zone)
+    r = choice.reminder
+    return Call(
+        r.id if r else "preview", tenant, when, choice.provider or None, view, r.values if r else {}
+    )
 
 
 def _pretty(doc: str) -> str:
@@ -121,47 +112,21 @@ def _pretty(doc: str) -> str:
     return twiml.XML_DECLARATION + "\n" + ET.tostring(root, encoding="unicode")
 
 
-def twiml_preview(
-    public_url: str, tenant: Tenant, choice: Choice, index: ClipIndex
-) -> tuple[str, str]:
-    """(TwiML, a sentence saying which answer it is for): what the call URL would answer."""
-    human = choice.variant == "human"
-    answered_by = "human" if human else MACHINE_ANSWER.get(tenant.amd_mode)
-    result = step(keypress_config(tenant), CallState(), Answered(answered_by))
-    tone = tenant.skip_to_beep and greeting_may_be_playing(answered_by, result)
-    if human:
-        note = "For a person (AnsweredBy=human)."
-    elif answered_by is None:
-        note = (
-            "AMD is off, so Twilio cannot tell a machine from a person: a machine hears the "
-            "person's message and menu below, not the voicemail message."
-        )
-    else:
-        note = f"For an answering machine (AnsweredBy={answered_by}, AMD {tenant.amd_mode})."
-    if tone:
-        note += f" Starts with the skip-to-beep key {tenant.beep_digit}."
-    rid = choice.reminder.id if choice.reminder else "preview"
-    try:
-        opts = twiml.ViewOptions.for_reminder(
-            rid,
-            prefix=public_url,
-            query=result.state.as_params(),
-            language=tenant.language,
-            voice=tenant.say_voice,
-            skip_to_beep=tone,
-            skip_digit=tenant.beep_digit,
-        )
-    except ValueError as exc:
-        return "", f"No TwiML: {exc}. Calls of this tenant would fall back to <Say>."
-    if result.action is Action.PLAY_VOICEMAIL_AND_HANG_UP:
-        doc = twiml.voicemail_twiml(_plan(choice, tenant, index, "voicemail"), opts)
-    elif result.action is Action.PLAY_MESSAGE_WITH_MENU:
-        words = menu_text(tenant).replace("{", "{{").replace("}", "}}")
-        menu = plan_message(words, {}, index, today=local_today(tenant, datetime.now(UTC)), loops=1)
-        doc = twiml.human_twiml(_plan(choice, tenant, index, "human"), menu, opts)
-    else:
-        doc = twiml.hangup_twiml()
-    return _pretty(doc), note
+async def _preview(request: web.Request, tenant: Tenant, choice: Choice) -> Preview:
+    """The call for the choice (PromptError for a bad template, ValueError for bad settings);
+    its MP3 is kept for the player, which asks for it right after the page."""
+    rt = request.app[runtime_key]
+    view = await request.app[voices_key].get(tenant.voice, tenant.slug)
+    found = await preview_call(
+        request.app[audio_key], rt.settings.public_url, _call(choice, tenant, view), choice.variant
+    )
+    cache = request.app[audio_cache_key]
+    if found.answer.twiml not in cache:
+        cache[found.answer.twiml] = found.mp3
+        while len(cache) > AUDIO_CACHE_SIZE:
+            cache.popitem(last=False)
+    cache.move_to_end(found.answer.twiml)
+    return found
 
 
 def _prompt_error(exc: PromptError) -> tuple[str, str]:
@@ -179,7 +144,6 @@ async def preview_default(request: web.Request) -> web.StreamResponse:
 @routes.get("/console/tenants/{slug}/preview")
 @page(nav="preview")
 async def preview(request: web.Request) -> web.StreamResponse:
-    rt = request.app[runtime_key]
     tenant = await tenant_for(request, request.match_info["slug"])
     choice, errors = await _choice(request, tenant)
     ctx: dict[str, Any] = {
@@ -190,38 +154,37 @@ async def preview(request: web.Request) -> web.StreamResponse:
         "plan": None,
     }
     if not errors:
-        index = await rt.catalogue.clip_index(tenant.voice, tenant.slug)
         try:
-            plan = _plan(choice, tenant, index, choice.variant)
+            found = await _preview(request, tenant, choice)
         except PromptError as exc:
             field, message = _prompt_error(exc)
             errors[field] = message
+        except ValueError as exc:
+            ctx["twiml_note"] = f"No TwiML: {exc}. Calls of this tenant would fall back to <Say>."
         else:
-            doc, note = twiml_preview(rt.settings.public_url, tenant, choice, index)
-            ctx.update(plan=plan_json(plan), twiml=doc, twiml_note=note)
+            heard = found.answer.message
+            ctx.update(
+                plan=plan_json(heard) if heard else None,
+                twiml=_pretty(found.answer.twiml),
+                twiml_note=found.note,
+                heard_ms=found.playback.duration_ms if found.playback else 0,
+            )
     return render(request, "preview.html", ctx, status=422 if errors else 200)
 
 
 @routes.get("/console/tenants/{slug}/preview.mp3")
 @page("data")
 async def preview_audio(request: web.Request) -> web.StreamResponse:
-    rt = request.app[runtime_key]
     tenant = await tenant_for(request, request.match_info["slug"])
     choice, errors = await _choice(request, tenant)
     if errors:
         field, message = next(iter(errors.items()))
         raise ValidationError(message, field)
-    index = await rt.catalogue.clip_index(tenant.voice, tenant.slug)
     try:
-        plan = _plan(choice, tenant, index, choice.variant)
+        found = await _preview(request, tenant, choice)
     except PromptError as exc:
         raise ValidationError(str(exc), _prompt_error(exc)[0]) from None
-    cache = request.app[audio_cache_key]
-    data = cache.get(plan)
-    if data is None:
-        data = await request.app[renderer_key].render(plan)
-        cache[plan] = data
-        while len(cache) > AUDIO_CACHE_SIZE:
-            cache.popitem(last=False)
-    cache.move_to_end(plan)
+    except ValueError as exc:
+        raise ValidationError(str(exc), "template") from None
+    data = request.app[audio_cache_key][found.answer.twiml]
     return audio_response(request, data, cache_control="private, no-cache")

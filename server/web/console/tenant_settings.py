@@ -14,7 +14,7 @@ from aiohttp import web
 
 from server.errors import ValidationError
 from server.keys import runtime_key
-from server.tenants import AMD_MODES, EDITABLE, Tenant, validate
+from server.tenants import AMD_MODES, DELIVERIES, EDITABLE, FALLBACKS, Tenant, validate
 from server.web.console.pages import (
     form_text,
     page,
@@ -44,6 +44,14 @@ LABELS = {
         "Answering-machine detection",
         "off, enable (fast), or detect-message-end (waits for the beep).",
     ),
+    "delivery": (
+        "Delivery",
+        "stitched: one file per sentence, pauses kept (recommended); clips: one file per clip.",
+    ),
+    "fallback": (
+        "Unrecorded words",
+        "sentence: the text-to-speech voice says the whole sentence; word: only those words.",
+    ),
     "skip_to_beep": ("Skip to the beep", "Send a key so a voicemail greeting is skipped."),
     "beep_digit": ("Skip key", "The key (or keys) that skip the greeting, e.g. # or *."),
     "digit_confirm": ("Confirm key", "Always on."),
@@ -63,7 +71,7 @@ LABELS = {
 GROUPS = {
     "Business": ("name", "timezone", "region", "caller_id"),
     "Voice": ("voice", "language", "say_voice"),
-    "Calls": ("amd_mode", "skip_to_beep", "beep_digit", "loops"),
+    "Calls": ("amd_mode", "skip_to_beep", "beep_digit", "loops", "delivery", "fallback"),
     "Keys": ("digit_confirm", "digit_cancel", "digit_contact", "digit_repeat"),
     "When to call": (
         "calling_hours_start",
@@ -75,7 +83,12 @@ GROUPS = {
     ),
     "Templates": ("template_human", "template_voicemail"),
 }
-CHOICES: dict[str, tuple[str, ...]] = {"amd_mode": AMD_MODES, "loops": ("1", "2", "3")}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "amd_mode": AMD_MODES,
+    "loops": ("1", "2", "3"),
+    "delivery": DELIVERIES,
+    "fallback": FALLBACKS,
+}
 
 
 @dataclass(frozen=True)

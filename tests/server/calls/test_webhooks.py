@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+import server.calls.answers
 import server.calls.outbox
 import server.calls.webhooks
 from server.calls.guard import LOCAL_TTL_S
@@ -726,7 +727,7 @@ async def test_any_exception_while_planning_gets_the_message_or_an_apology(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("planner bug")
 
-    monkeypatch.setattr(server.calls.webhooks, "build_plan", broken)
+    monkeypatch.setattr(server.calls.answers, "build_plan", broken)
     root = await env.twiml(voice_path(reminder.id), call("machine_end_beep", sid))
     assert kids(root) == ["Say", "Hangup"] and spoken(root) == MESSAGE_WORDS
     root = await env.twiml(voice_path(fresh.id), call("human"))

@@ -209,7 +209,9 @@ def test_upload_uses_the_file_name_as_transcript(cli, tmp_path: Path):
 @needs_sounds
 def test_preview_json_uses_recorded_words_and_lists_the_rest(cli):
     import_pack(cli)
-    ok(cli.invoke(main, ["tenant", "create", "smile", "--name", "Smile Dental"]))
+    # Clip by clip, word by word: every recorded word is its own segment.
+    create = ["tenant", "create", "smile", "--name", "Smile Dental"]
+    ok(cli.invoke(main, [*create, "--delivery", "clips", "--fallback", "word"]))
     result = ok(
         cli.invoke(
             main,
@@ -228,7 +230,7 @@ def test_preview_json_uses_recorded_words_and_lists_the_rest(cli):
         )
     )
     plan = json.loads(result.output)
-    assert set(plan) == {"transcript", "segments", "missing", "duration_ms", "loops"}
+    assert set(plan) >= {"transcript", "segments", "missing", "duration_ms", "loops", "twiml"}
     assert plan["loops"] == 2
     assert "four forty seven p.m." in plan["transcript"]
     assert "Tuesday, December first" in plan["transcript"]
@@ -310,7 +312,8 @@ def test_twiml_prints_the_answer_without_recording_anything(cli, settings):
     from server.tenants import TenantStore
 
     import_pack(cli)
-    ok(cli.invoke(main, ["tenant", "create", "smile", "--name", "Smile Dental"]))
+    create = ["tenant", "create", "smile", "--name", "Smile Dental"]
+    ok(cli.invoke(main, [*create, "--delivery", "clips", "--fallback", "word"]))
 
     async def make_reminder() -> int:
         from server.db.engine import create_engine
