@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBIAN_PACKAGES := ffmpeg espeak-ng asterisk-core-sounds-en-wav chromium
+DEBIAN_PACKAGES := ffmpeg espeak-ng festival festvox-us-slt-hts asterisk-core-sounds-en-wav chromium
 # The demo reminder is for tomorrow at 16:47 in the demo tenant's zone, worked out once per run of
 # make (an appointment in the past never rings); the preview pretends it is now, in that zone.
 DEMO_TZ := America/New_York
@@ -22,8 +22,9 @@ PORT ?= 8080
 
 .PHONY: setup system-packages demo demo-render serve test lint typecheck pytest bench clean
 
-# Debian packages: ffmpeg (pydub's decoder for OGG/M4A), espeak-ng (text-to-speech stand-in for
-# phrases nobody recorded yet), the Asterisk English prompts (a human voice for the demo and tests)
+# Debian packages: ffmpeg (pydub's decoder for OGG/M4A), festival with the female US voice slt
+# (the local stand-in for Twilio's <Say> in previews, closest to a female actor: bench/tts.py;
+# espeak-ng is the fallback), the Asterisk English prompts (a human voice for the demo and tests)
 # and Chromium (the console's browser tests drive it headless through Playwright; never run
 # `playwright install`, which downloads a browser of its own).
 system-packages:
