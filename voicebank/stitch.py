@@ -94,6 +94,8 @@ class SentenceRecipe:
     ``clip_ids`` name takes (a new take is a new clip id), in the order spoken; ``gaps_ms[i]``
     is the silence between clip i and clip i+1 (word gaps, comma pauses); ``tail_ms`` is the pause
     after the sentence, baked into the file; ``target_lufs`` the loudness of the whole sentence.
+    ``head_ms`` is silence before it: the pause after a sentence the fallback voice said, which
+    no ``<Say>`` can carry and ``<Pause>`` (whole seconds) cannot say.
     """
 
     voice_id: str
@@ -101,6 +103,7 @@ class SentenceRecipe:
     gaps_ms: tuple[int, ...]
     tail_ms: int
     target_lufs: float
+    head_ms: int = 0
 
     def __post_init__(self) -> None:
         voice_id = _identifier("voice_id", self.voice_id)
@@ -122,6 +125,7 @@ class SentenceRecipe:
                 f"it needs one between each two clips ({len(clip_ids) - 1})"
             )
         tail = _whole_ms("tail_ms", self.tail_ms)
+        head = _whole_ms("head_ms", self.head_ms)
         target = self.target_lufs
         if isinstance(target, bool) or not isinstance(target, int | float):
             raise StitchError(f"sentence recipe: target_lufs must be a number, not {target!r}")
@@ -136,6 +140,7 @@ class SentenceRecipe:
             ("gaps_ms", gaps),
             ("tail_ms", tail),
             ("target_lufs", float(target)),
+            ("head_ms", head),
         ):
             object.__setattr__(self, name, value)
 
@@ -146,6 +151,7 @@ class SentenceRecipe:
             "gaps_ms": list(self.gaps_ms),
             "tail_ms": self.tail_ms,
             "target_lufs": self.target_lufs,
+            **({"head_ms": self.head_ms} if self.head_ms else {}),  # keys without it unchanged
         }
 
     def to_json(self) -> str:
@@ -158,7 +164,7 @@ class SentenceRecipe:
         missing = [f for f in fields if f not in data]
         if missing:
             raise StitchError(f"sentence recipe: missing {', '.join(missing)}")
-        return cls(**{f: data[f] for f in fields})
+        return cls(**{f: data[f] for f in fields}, head_ms=data.get("head_ms", 0))
 
     @classmethod
     def from_json(cls, text: str) -> SentenceRecipe:
@@ -308,7 +314,9 @@ class Stitcher:
             pieces.append(self.renderer.clip_pcm(clip_id))  # raises ClipUnavailable
         peak = max(self._clip_peak(c) for c in recipe.clip_ids)
         body = level_sentence(np.concatenate(pieces), rate, recipe.target_lufs, peak)
-        return np.concatenate((body, _silence(rate, recipe.tail_ms)))
+        return np.concatenate(
+            (_silence(rate, recipe.head_ms), body, _silence(rate, recipe.tail_ms))
+        )
 
     def render(self, recipe: SentenceRecipe) -> tuple[StitchedFile, bytes]:
         """The sentence's MP3 bytes (gapless-tagged, deterministic) and their facts."""

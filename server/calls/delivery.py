@@ -68,8 +68,11 @@ def whole_sentences(plan: Plan) -> Plan:
     return replace(plan, segments=tuple(out), tokens=())
 
 
-def recipe_for(sentence: Sentence, voice_id: str, target_lufs: float) -> SentenceRecipe | None:
-    """The stitch recipe of a wholly recorded sentence (None: not wholly recorded)."""
+def recipe_for(
+    sentence: Sentence, voice_id: str, target_lufs: float, head_ms: int = 0
+) -> SentenceRecipe | None:
+    """The stitch recipe of a wholly recorded sentence (None: not wholly recorded);
+    ``head_ms`` of silence before it (the pause after a sentence the fallback voice says)."""
     clips: list[str] = []
     gaps: list[int] = []
     gap = 0
@@ -87,7 +90,9 @@ def recipe_for(sentence: Sentence, voice_id: str, target_lufs: float) -> Sentenc
             return None
     if not clips:
         return None
-    return SentenceRecipe(voice_id, tuple(clips), tuple(gaps), sentence.pause_ms, target_lufs)
+    return SentenceRecipe(
+        voice_id, tuple(clips), tuple(gaps), sentence.pause_ms, target_lufs, head_ms
+    )
 
 
 class CallAudio:
@@ -128,7 +133,13 @@ class CallAudio:
             return plan
         sentences = plan.sentences()
         target = await self._target(tenant.voice)
-        recipes = [recipe_for(s, tenant.voice, target) for s in sentences]
+        recipes: list[SentenceRecipe | None] = []
+        for i, s in enumerate(sentences):
+            # After a sentence the fallback voice says, the pause lives at the head of the next
+            # stitched file: a <Say> carries none and <Pause> has whole seconds only.
+            said_before = i > 0 and recipes[-1] is None and not sentences[i - 1].recorded
+            head = sentences[i - 1].pause_ms if said_before else 0
+            recipes.append(recipe_for(s, tenant.voice, target, head))
         wanted = [r for r in recipes if r is not None]
         if not wanted:
             return plan
@@ -137,9 +148,13 @@ class CallAudio:
         flights = {r.key: asyncio.ensure_future(asyncio.to_thread(self._ensure, r)) for r in wanted}
         await asyncio.wait(flights.values(), timeout=budget_s)
         out: list[Segment] = []
+        held: PauseSegment | None = None  # a said sentence's pause, until we know where it goes
         for sentence, recipe in zip(sentences, recipes, strict=True):
             flight = flights.get(recipe.key) if recipe is not None else None
             if recipe is not None and flight is not None and self._ready(flight, recipe):
+                if held is not None and not recipe.head_ms:
+                    out.append(held)
+                held = None
                 out.append(
                     ClipSegment(
                         SENTENCE_ID + recipe.key,
@@ -150,9 +165,12 @@ class CallAudio:
                     )
                 )
                 continue  # the pause after it is inside the file
+            if held is not None:
+                out.append(held)
             out.extend(sentence.segments)
-            if sentence.pause_ms:
-                out.append(PauseSegment(sentence.pause_ms, SENTENCE_END))
+            held = PauseSegment(sentence.pause_ms, SENTENCE_END) if sentence.pause_ms else None
+        if held is not None:
+            out.append(held)
         return replace(plan, segments=tuple(out), tokens=())
 
     def _ensure(self, recipe: SentenceRecipe) -> str:

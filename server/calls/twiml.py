@@ -158,6 +158,7 @@ _Verb = _Play | _Say | _Pause
 
 def _verbs(segments: Iterable[Segment]) -> list[_Verb]:
     out: list[_Verb] = []
+    segments = _said_together(segments)
     for seg in segments:
         item: _Verb
         if isinstance(seg, ClipSegment):
@@ -174,6 +175,28 @@ def _verbs(segments: Iterable[Segment]) -> list[_Verb]:
             out[-1] = _Say(f"{last.text} {item.text}")
         else:
             out.append(item)
+    return out
+
+
+def _said_together(segments: Iterable[Segment]) -> list[Segment]:
+    """Two spoken sentences with only a short pause between them (one <Pause> would drop) are one
+    <Say>: the voice then pauses at the full stop itself, where two <Say>s would run together."""
+    out: list[Segment] = []
+    for seg in segments:
+        if isinstance(seg, SaySegment) and len(out) >= 2:
+            pause, before = out[-1], out[-2]
+            if (
+                isinstance(pause, PauseSegment)
+                and isinstance(before, SaySegment)
+                and pause_seconds(pause.ms) == 0
+                and before.text.rstrip().endswith((".", "?", "!"))
+            ):
+                joined = SaySegment(
+                    f"{before.text} {seg.text}", before.duration_ms + seg.duration_ms
+                )
+                out[-2:] = [joined]
+                continue
+        out.append(seg)
     return out
 
 

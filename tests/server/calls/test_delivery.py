@@ -77,6 +77,11 @@ def trailing_silence_ms(x: np.ndarray, floor: float = 10 ** (-50 / 20)) -> int:
     return round(1000 * (x.size - 1 - loud[-1]) / RATE) if loud.size else 0
 
 
+def leading_silence_ms(x: np.ndarray, floor: float = 10 ** (-50 / 20)) -> int:
+    loud = np.flatnonzero(np.abs(x) > floor)
+    return round(1000 * loud[0] / RATE) if loud.size else 0
+
+
 def longest_inner_silence_ms(x: np.ndarray, floor: float = 10 ** (-50 / 20)) -> int:
     loud = np.flatnonzero(np.abs(x) > floor)
     gaps = np.diff(loud)
@@ -97,9 +102,10 @@ async def test_a_recorded_sentence_plays_as_one_file_with_its_pauses_inside(
     reminder = await env.reminder()
     doc = await settled(env, reminder.id)
     verbs = first_pass(doc)
-    # The message's three sentences, then the menu (its sentences have unrecorded words, so the
-    # fallback voice says each of them whole).
-    assert [v.tag for v in verbs] == ["Play"] * 3 + ["Say"] * 4, doc
+    # The message's three sentences, then the menu: its sentences have unrecorded words, so the
+    # fallback voice says them, whole and in one <Say> (it pauses at each full stop itself).
+    assert [v.tag for v in verbs] == ["Play"] * 3 + ["Say"], doc
+    assert (verbs[3].text or "").count(". ") == 3
     urls = [v.text or "" for v in verbs[:3]]
     assert all("/media/clips/sentences/" in u for u in urls), urls
     hello, appointment, goodbye = [await decoded(env, u) for u in urls]
@@ -200,3 +206,19 @@ async def test_concurrent_first_calls_render_each_sentence_once(make_env: MakeEn
     }
     # However the six answers interleaved, each sentence was rendered exactly once.
     assert audio.stitcher.renders == len(sentences) >= 3
+
+
+async def test_the_pause_after_a_said_sentence_leads_the_next_recorded_one(
+    make_env: MakeEnv,
+) -> None:
+    from dataclasses import replace
+
+    said_first = "Your appointment with {provider} is at {appointment:time}. Hello, hello."
+    env = await make_env(tenant=replace(STITCHED, template_human=said_first))
+    reminder = await env.reminder()
+    verbs = first_pass(await settled(env, reminder.id))
+    assert [v.tag for v in verbs][:2] == ["Say", "Play"]
+    hello = await decoded(env, verbs[1].text or "")
+    # A <Say> carries no pause after it and <Pause> has whole seconds only: the full stop's
+    # pause is the head of the next stitched file.
+    assert 400 <= leading_silence_ms(hello) <= 700
