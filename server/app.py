@@ -86,7 +86,7 @@ def create_app(
     app.cleanup_ctx.append(webhooks.context(settings))
     app.cleanup_ctx.append(console.context(settings))
     if worker:
-        app.cleanup_ctx.append(dispatcher.context(settings))
+        app.cleanup_ctx.append(dispatcher.context(settings, prepare=webhooks.preparer))
     app.on_shutdown.append(console.close_streams)
     # Failed console sign-ins and API tokens, per client address; in memory, per process.
     app[throttle_key] = SignInThrottle()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.db.changes import Changes
-from server.db.schema import reminder_events, reminders, tenants
+from server.db.schema import prepared_answers, reminder_events, reminders, tenants
 from server.errors import NotFound, ValidationError
 from server.tenants import Tenant, TenantStore, normalize_phone, tenant_columns, tenant_from_row
 from voicebank.sql import aware
@@ -111,10 +111,24 @@ _SELECT = sa.select(reminders, tenants.c.slug.label("tenant_slug")).join(
 # once with a bound parameter: every call webhook runs it, and building the statement anew
 # (coercions, cache key) cost about as much as SQLite answering it.
 _SELECT_FOR_CALL = (
-    sa.select(reminders, *tenant_columns("tenant_"))
+    sa.select(
+        reminders,
+        *tenant_columns("tenant_"),
+        prepared_answers.c.prepared_for,
+        prepared_answers.c.answers.label("prepared_answers"),
+    )
     .join(tenants, tenants.c.id == reminders.c.tenant_id)
+    .outerjoin(prepared_answers, prepared_answers.c.reminder_id == reminders.c.id)
     .where(reminders.c.id == sa.bindparam("reminder_id"))
 )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A call's prepared answers as stored (server/calls/prepared.py writes and reads them)."""
+
+    prepared_for: date
+    answers: str
 
 
 def _reminder(m: Mapping[Any, Any]) -> Reminder:
@@ -197,15 +211,18 @@ class ReminderStore:
             raise NotFound(f"no reminder {reminder_id}")
         return _reminder(row._mapping)
 
-    async def get_for_call(self, reminder_id: int) -> tuple[Reminder, Tenant]:
-        """The reminder and its tenant in one round trip (what every call webhook needs)."""
+    async def get_for_call(self, reminder_id: int) -> tuple[Reminder, Tenant, Prepared | None]:
+        """The reminder, its tenant and its prepared answers in one round trip (what every
+        call webhook needs)."""
         async with self.engine.connect() as conn:
             row = (await conn.execute(_SELECT_FOR_CALL, {"reminder_id": reminder_id})).first()
         if row is None:
             raise NotFound(f"no reminder {reminder_id}")
         m = row._mapping
         tenant = tenant_from_row(m, "tenant_")
-        return _reminder(m), tenant
+        ready = m["prepared_for"]
+        prepared = None if ready is None else Prepared(ready, m["prepared_answers"])
+        return _reminder(m), tenant, prepared
 
     async def by_call_sid(self, call_sid: str) -> Reminder | None:
         async with self.engine.connect() as conn:

@@ -30,8 +30,10 @@ from server.calls.flow import (
     outcome_for_status,
     step,
 )
+from server.calls.messages import local_today
 from server.calls.outbox import Outbox, running
 from server.calls.phrases import keypress_config
+from server.calls.prepared import Preparer, answer_key, usable
 from server.calls.signature import SIGNATURE_HEADER, expected_url, is_valid
 from server.calls.voices import VoiceCache
 from server.errors import NotFound
@@ -45,8 +47,9 @@ from server.keys import (
     spoken_key,
     voices_key,
 )
-from server.reminders import Reminder, parse_reminder_id
+from server.reminders import Prepared, Reminder, parse_reminder_id
 from server.settings import Settings
+from voicebank.sql import utcnow
 
 log = logging.getLogger("voiceprompt.webhooks")
 routes = web.RouteTableDef()
@@ -90,23 +93,27 @@ def _reminder_id(request: web.Request) -> int:
     return rid
 
 
-async def _load(request: web.Request, rid: int) -> Call:
-    r, tenant = await request.app[reminders_key].get_for_call(rid)
+async def _load(request: web.Request, rid: int) -> tuple[Call, Prepared | None]:
+    r, tenant, prepared = await request.app[reminders_key].get_for_call(rid)
     view = await request.app[voices_key].get(tenant.voice, tenant.slug)
-    return Call(r.id, tenant, r.appointment_at, r.provider, view, r.values)
+    return Call(r.id, tenant, r.appointment_at, r.provider, view, r.values), prepared
+
+
+def _remember(request: web.Request, call: Call, transcript: str, passes: int) -> None:
+    """The message's words, for the emergency <Say> if a later turn of this call fails."""
+    cache = request.app[spoken_key]
+    rid = int(call.reminder_id)
+    cache[rid] = (transcript, call.tenant.language, call.tenant.say_voice, passes)
+    cache.move_to_end(rid)
+    while len(cache) > 10_000:
+        cache.popitem(last=False)
 
 
 async def _answer_for(request: web.Request, call: Call, result: Step, *, tone: bool = False) -> str:
     """The TwiML for one call-flow step; remembers the message's words for the fallback."""
     answer = await request.app[answerer_key].answer(call, result, tone=tone)
     if answer.message is not None:
-        cache = request.app[spoken_key]
-        rid = int(call.reminder_id)
-        tenant = call.tenant
-        cache[rid] = (answer.message.transcript, tenant.language, tenant.say_voice, answer.passes)
-        cache.move_to_end(rid)
-        while len(cache) > 10_000:
-            cache.popitem(last=False)
+        _remember(request, call, answer.message.transcript, answer.passes)
     return answer.twiml
 
 
@@ -157,10 +164,16 @@ async def voice(request: web.Request) -> web.Response:
 
     async def respond() -> web.Response:
         async with asyncio.timeout(DB_BUDGET_S):
-            call = await _load(request, rid)
+            call, prepared = await _load(request, rid)
         result = step(keypress_config(call.tenant), CallState(), Answered(answered_by))
         tone = call.tenant.skip_to_beep and greeting_may_be_playing(answered_by, result)
-        body = await _answer_for(request, call, result, tone=tone)
+        today = local_today(call.tenant, utcnow())
+        ready = usable(prepared, today).get(answer_key(result.action, tone))
+        if ready is not None:  # planned and rendered when the call was dialed
+            _remember(request, call, ready.transcript, ready.passes)
+            body = ready.twiml
+        else:
+            body = await _answer_for(request, call, result, tone=tone)
         sid = params.get("CallSid")
         request.app[outbox_key].add(
             rid,
@@ -189,7 +202,7 @@ async def gather(request: web.Request) -> web.Response:
 
     async def respond() -> web.Response:
         async with asyncio.timeout(DB_BUDGET_S):
-            call = await _load(request, rid)
+            call, _ = await _load(request, rid)
         result = step(keypress_config(call.tenant), state, event)
         body = await _answer_for(request, call, result)
         detail = {
@@ -360,3 +373,12 @@ def context(settings: Settings) -> Callable[[web.Application], AsyncIterator[Non
             yield
 
     return ctx
+
+
+def preparer(app: web.Application) -> Preparer:
+    """The dispatcher's hook that prepares a reminder's answers before it is dialed (uses the
+    app's voice cache and clip audio: call after this module's context is open)."""
+    rt = app[runtime_key]
+    return Preparer(
+        rt.engine, app[reminders_key], app[voices_key], app[audio_key], rt.settings.public_url
+    )

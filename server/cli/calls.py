@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import click
 
+from server.calls.prepared import Preparer
 from server.cli.common import (
     Fail,
     appointment_at_option,
@@ -106,7 +107,9 @@ def call(settings: Settings, reminder_id: int) -> None:
         async with open_runtime(settings) as rt:
             api_log = ApiLog(rt.engine, secrets=[settings.twilio_auth_token or ""])
             async with open_client(settings, api_log) as client:
-                return await Dispatcher(rt.engine, settings, client).dial_now(reminder_id)
+                prepare = Preparer.for_runtime(rt, ReminderStore(rt.engine))
+                dispatcher = Dispatcher(rt.engine, settings, client, prepare=prepare)
+                return await dispatcher.dial_now(reminder_id)
 
     result = run(go())
     if result.result != "dialed":
@@ -129,7 +132,15 @@ def worker(settings: Settings, once: bool, lanes: int) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    counts: Counter[str] = run(run_worker(settings, once=once, config=DispatchConfig(lanes=lanes)))
+
+    async def go() -> Counter[str]:
+        async with open_runtime(settings) as rt:  # the voice bank, to prepare each call's answers
+            prepare = Preparer.for_runtime(rt, ReminderStore(rt.engine))
+            return await run_worker(
+                settings, once=once, config=DispatchConfig(lanes=lanes), prepare=prepare
+            )
+
+    counts = run(go())
     if once:
         summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing due"
         click.echo(f"worker done: {summary}")

@@ -87,6 +87,24 @@ reminders = sa.Table(
     sa.Index("ix_reminders_due", "status", "next_attempt_at"),
 )
 
+# A call's answers, planned and rendered when the dispatcher dials (server/calls/prepared.py):
+# the answer webhook then reads them with the reminder and writes no plan, no audio. One row per
+# reminder, replaced at every attempt; ``prepared_for`` is the callee's local day whose "today"
+# and "tomorrow" the words say.
+prepared_answers = sa.Table(
+    "prepared_answers",
+    metadata,
+    sa.Column(
+        "reminder_id",
+        sa.Integer,
+        sa.ForeignKey("reminders.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("prepared_for", sa.Date, nullable=False),
+    sa.Column("answers", sa.Text, nullable=False),  # JSON: answer key -> TwiML and its words
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 reminder_events = sa.Table(
     "reminder_events",
     metadata,

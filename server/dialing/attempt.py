@@ -12,7 +12,9 @@ worker that dies after that is found by reconciliation (server/dialing/reconcile
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,6 +53,13 @@ __all__ = ["LEASE_MARGIN", "Attempts", "DispatchError", "DispatchResult"]
 LEASE_MARGIN = timedelta(seconds=2)
 
 
+log = logging.getLogger("voiceprompt.dispatch")
+# Prepares a reminder's answers before it is dialed (injected: dialing does not import calls).
+Prepare = Callable[[int], Awaitable[None]]
+# Preparation renders sentences said for the first time; it never holds a call up longer.
+PREPARE_BUDGET_S = 5.0
+
+
 class DispatchError(ServerError):
     status = 409
 
@@ -81,8 +90,10 @@ class Attempts:
         policy: DialPolicy,
         clock: Callable[[], datetime],
         rand: Callable[[], float],
+        prepare: Prepare | None = None,
     ) -> None:
         self.queue = queue
+        self.prepare = prepare
         self.settings = settings
         self.calls = calls
         self.spacing = spacing
@@ -123,6 +134,7 @@ class Attempts:
                 )
                 raise DispatchError(f"{why}; it may be called again from {held.isoformat()}")
             return await self._reschedule(r, held, why, policy)
+        await self._prepare(r)
         try:
             result = await self._send(r, params, now)
         except NowOnDoNotCall:
@@ -134,6 +146,17 @@ class Attempts:
             await self.spacing.release(held)
             return DispatchResult(r.id, "lost", "another worker holds this reminder")
         return await self._settle(r, result, held)
+
+    async def _prepare(self, r: QueuedReminder) -> None:
+        """The call's answers, planned and rendered before it rings (server/calls/prepared.py);
+        if that fails or is slow the call still goes out, and its webhook answers live."""
+        if self.prepare is None:
+            return
+        try:
+            async with asyncio.timeout(PREPARE_BUDGET_S):
+                await self.prepare(r.id)
+        except Exception as exc:  # noqa: BLE001 - never a reason not to call
+            log.warning("reminder %s: answers not prepared (%r); answered live", r.id, exc)
 
     async def _reschedule(
         self, r: QueuedReminder, at: datetime, why: str, policy: CallingPolicy

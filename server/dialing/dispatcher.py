@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.dialing import planning
 from server.dialing.apilog import ApiLog
-from server.dialing.attempt import Attempts, DispatchError, DispatchResult
+from server.dialing.attempt import Attempts, DispatchError, DispatchResult, Prepare
 from server.dialing.dialer import DialPolicy, check_number
 from server.dialing.pacing import RateBudget
 from server.dialing.queue import REDIALABLE, QueuedReminder, ReminderQueue
@@ -83,6 +83,7 @@ class Dispatcher:
         config: DispatchConfig | None = None,
         clock: Callable[[], datetime] = utcnow,
         rand: Callable[[], float] = random.random,
+        prepare: Prepare | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -106,6 +107,7 @@ class Dispatcher:
             policy=self.config.policy,
             clock=clock,
             rand=rand,
+            prepare=prepare,
         )
         self.reconciler = Reconciler(
             self.queue,
@@ -210,9 +212,12 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-def context(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+def context(
+    settings: Settings, prepare: Callable[[web.Application], Prepare] | None = None
+) -> Callable[[web.Application], AsyncIterator[None]]:
     """One dispatcher inside the web app (``serve`` without ``--no-worker``), for
-    ``app.cleanup_ctx`` after the runtime's context."""
+    ``app.cleanup_ctx`` after the runtime's context; ``prepare(app)`` gives the hook that
+    prepares a call's answers before it is dialed (app.py passes the calls package's)."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         if not (settings.twilio_account_sid and settings.twilio_auth_token):
@@ -223,7 +228,8 @@ def context(settings: Settings) -> Callable[[web.Application], AsyncIterator[Non
         async with open_client(
             settings, ApiLog(engine, secrets=[settings.twilio_auth_token])
         ) as calls:
-            dispatcher = Dispatcher(engine, settings, calls)
+            hook = prepare(app) if prepare is not None else None
+            dispatcher = Dispatcher(engine, settings, calls, prepare=hook)
             app[dispatcher_key] = dispatcher
             stop = asyncio.Event()
             task = asyncio.create_task(dispatcher.run(stop))

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from server.db.engine import create_engine, ensure_schema
 from server.dialing.apilog import ApiLog
+from server.dialing.attempt import Prepare
 from server.dialing.dispatcher import DispatchConfig, Dispatcher
 from server.dialing.twilio import open_client
 from server.errors import ServerError
@@ -41,16 +42,22 @@ def worker_engine(url: str) -> AsyncEngine:
 
 
 async def run_worker(
-    settings: Settings, *, once: bool = False, config: DispatchConfig | None = None
+    settings: Settings,
+    *,
+    once: bool = False,
+    config: DispatchConfig | None = None,
+    prepare: Prepare | None = None,
 ) -> Counter[str]:
     """Dial until SIGTERM/SIGINT (finishing the calls in hand) or, with ``once``, until
-    nothing is due; returns what happened, counted."""
+    nothing is due; returns what happened, counted. ``prepare`` prepares each call's answers
+    before it is dialed (``voiceprompt worker`` passes server/calls/prepared.py's; this
+    module's own ``main`` does not, and its calls are answered live)."""
     engine = worker_engine(settings.resolved_database_url)
     try:
         await ensure_schema(settings, engine)
         api_log = ApiLog(engine, secrets=[settings.twilio_auth_token or ""])
         async with open_client(settings, api_log) as calls:
-            dispatcher = Dispatcher(engine, settings, calls, config=config)
+            dispatcher = Dispatcher(engine, settings, calls, config=config, prepare=prepare)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -371,3 +371,36 @@ def test_crash_points_are_test_only():
         {"VOICEPROMPT_ENV": "test", "VOICEPROMPT_TEST_CRASH": "after_request=0.5"}
     )
     assert s.test_crash == (("after_request", 0.5),)
+
+
+async def test_answers_are_prepared_before_the_call_is_placed(world):
+    ids = [await world.reminder(n) for n in NUMBERS[:3]]
+    seen: list[tuple[int, int]] = []  # (reminder, calls placed when it was prepared)
+
+    async def prepare(rid: int) -> None:
+        seen.append((rid, len(world.fake.creates())))
+
+    assert await run_once(world, prepare=prepare) == {"dialed": 3}
+    assert sorted(rid for rid, _ in seen) == sorted(ids)
+    # Each reminder was prepared before its own request left: never after its call rang.
+    order = {r.params["to"]: i for i, r in enumerate(world.fake.creates())}
+    numbers = {rid: n for rid, n in zip(ids, NUMBERS, strict=False)}
+    for rid, placed in seen:
+        assert placed <= order[numbers[rid]]
+
+
+async def test_a_failing_or_slow_preparation_never_stops_the_call(world, monkeypatch):
+    import server.dialing.attempt
+
+    monkeypatch.setattr(server.dialing.attempt, "PREPARE_BUDGET_S", 0.05)
+    broken, slow = await world.reminder(NUMBERS[0]), await world.reminder(NUMBERS[1])
+
+    async def prepare(rid: int) -> None:
+        if rid == broken:
+            raise RuntimeError("the voice bank is away")
+        await asyncio.sleep(10)
+
+    assert await run_once(world, prepare=prepare) == {"dialed": 2}
+    assert len(world.fake.creates()) == 2
+    for rid in (broken, slow):
+        assert (await world.row(rid)).status == "dialing"
