@@ -41,7 +41,7 @@ from server.db.engine import create_engine
 from server.db.schema import clips as clip_table
 from server.db.schema import metadata
 from server.db.schema import voices as voice_table
-from server.keys import outbox_key, reminders_key, runtime_key
+from server.keys import audio_key, outbox_key, reminders_key, runtime_key
 from server.reminders import Event, Reminder, ReminderStore
 from server.runtime import Runtime, open_runtime
 from server.settings import Settings
@@ -216,6 +216,27 @@ class Env:
         assert resp.content_type == "text/xml", resp.headers
         assert body.startswith(b"<?xml"), body[:80]
         return parse_twiml(body)
+
+    async def answer(self, rid: int, answered_by: str = "human") -> str:
+        """The call URL's answer for a new call (signed, as Twilio sends it), unparsed."""
+        params = {
+            "CallSid": self.new_call_sid(),
+            "AccountSid": "AC" + "0" * 32,
+            "CallStatus": "in-progress",
+            "AnsweredBy": answered_by,
+        }
+        resp = await self.webhook(f"/twilio/voice/{rid}", params)
+        body = await resp.text()
+        assert resp.status == 200 and body.startswith("<?xml"), body
+        return body
+
+    async def settled(self, rid: int, answered_by: str = "human") -> str:
+        """The answer once every sentence it needs is stitched: a sentence rendered for the
+        first time may take longer than an answer waits, and plays clip by clip that once."""
+        await self.answer(rid, answered_by)
+        while self.app[audio_key]._background:
+            await asyncio.sleep(0.02)
+        return await self.answer(rid, answered_by)
 
     def relative(self, url: str) -> str:
         """Path and query of one of our public URLs (a Gather action, a Redirect)."""

@@ -23,32 +23,6 @@ RECORDED = "Hello, hello. Your {appointment:time} is at {appointment:time}. Good
 RATE = 22050
 
 
-def call_params(sid: str, answered_by: str = "human") -> dict[str, str]:
-    return {
-        "CallSid": sid,
-        "AccountSid": "AC" + "0" * 32,
-        "CallStatus": "in-progress",
-        "AnsweredBy": answered_by,
-    }
-
-
-async def answer_doc(env: Env, rid: int, answered_by: str = "human") -> str:
-    resp = await env.webhook(f"/twilio/voice/{rid}", call_params(env.new_call_sid(), answered_by))
-    body = await resp.text()
-    assert resp.status == 200 and body.startswith("<?xml"), body
-    return body
-
-
-async def settled(env: Env, rid: int, answered_by: str = "human") -> str:
-    """An answer once every sentence it needs is stitched: a sentence rendered for the first
-    time may take longer than an answer waits, and plays clip by clip that once."""
-    await answer_doc(env, rid, answered_by)
-    audio = env.app[audio_key]
-    while audio._background:
-        await asyncio.sleep(0.02)
-    return await answer_doc(env, rid, answered_by)
-
-
 def first_pass(doc: str) -> list[ET.Element]:
     """The verbs of the first pass of the message (up to the first loop pause)."""
     root = ET.fromstring(doc)
@@ -100,7 +74,7 @@ async def test_a_recorded_sentence_plays_as_one_file_with_its_pauses_inside(
 ) -> None:
     env = await stitched_env(make_env)
     reminder = await env.reminder()
-    doc = await settled(env, reminder.id)
+    doc = await env.settled(reminder.id)
     verbs = first_pass(doc)
     # The message's three sentences, then the menu: its sentences have unrecorded words, so the
     # fallback voice says them, whole and in one <Say> (it pauses at each full stop itself).
@@ -117,7 +91,7 @@ async def test_a_recorded_sentence_plays_as_one_file_with_its_pauses_inside(
     # The last sentence of a pass has no pause of its own: the loop pause follows.
     assert trailing_silence_ms(goodbye) < 200
     # A machine gets the same sentence files (a voicemail pass has no menu).
-    machine = [v.text for v in first_pass(await settled(env, reminder.id, "machine_end_beep"))]
+    machine = [v.text for v in first_pass(await env.settled(reminder.id, "machine_end_beep"))]
     assert machine == urls
 
 
@@ -125,11 +99,11 @@ async def test_a_sentence_is_rendered_once_however_many_calls_say_it(make_env: M
     env = await stitched_env(make_env)
     audio = env.app[audio_key]
     reminders = [await env.reminder() for _ in range(4)]
-    first = await settled(env, reminders[0].id)
+    first = await env.settled(reminders[0].id)
     rendered = audio.stitcher.renders
     assert rendered >= 3  # the three sentences of the message, plus the menu's recorded ones
     for r in reminders[1:]:
-        assert await answer_doc(env, r.id) == first.replace(
+        assert await env.answer(r.id) == first.replace(
             f"/twilio/gather/{reminders[0].id}", f"/twilio/gather/{r.id}"
         )
     assert audio.stitcher.renders == rendered
@@ -140,12 +114,12 @@ async def test_one_voice_per_sentence_never_alternating_inside_one(make_env: Mak
     # unrecorded words ("appointment", the name), so the fallback voice says all of it.
     env = await make_env(tenant=STITCHED)
     reminder = await env.reminder()
-    verbs = first_pass(await settled(env, reminder.id))
+    verbs = first_pass(await env.settled(reminder.id))
     assert [v.tag for v in verbs][:2] == ["Play", "Say"]
     assert (verbs[1].text or "").startswith("Your appointment with Doctor Grey is at three p.m")
     # Word by word, the same sentence alternates between the actor and text-to-speech.
     await env.set_tenant(fallback="word", delivery="clips")
-    words = first_pass(await answer_doc(env, reminder.id))
+    words = first_pass(await env.answer(reminder.id))
     tags = [v.tag for v in words if v.tag != "Pause"]
     switches = sum(a != b for a, b in zip(tags, tags[1:], strict=False))
     assert switches >= 2, tags
@@ -156,15 +130,13 @@ async def test_a_deleted_sentence_file_is_rendered_again_within_the_answer(
 ) -> None:
     env = await stitched_env(make_env)
     reminder = await env.reminder()
-    urls = [v.text or "" for v in first_pass(await settled(env, reminder.id)) if v.tag == "Play"]
+    urls = [v.text or "" for v in first_pass(await env.settled(reminder.id)) if v.tag == "Play"]
     assert len(urls) == 3
     storage = env.runtime.storage
     for url in urls:
         storage.path(url.rsplit("/media/", 1)[1]).unlink()  # type: ignore[attr-defined]
     started = time.monotonic()
-    again = [
-        v.text or "" for v in first_pass(await answer_doc(env, reminder.id)) if v.tag == "Play"
-    ]
+    again = [v.text or "" for v in first_pass(await env.answer(reminder.id)) if v.tag == "Play"]
     assert time.monotonic() - started < 1.0
     assert again == urls
     for url in again:
@@ -174,7 +146,7 @@ async def test_a_deleted_sentence_file_is_rendered_again_within_the_answer(
 async def test_the_preview_is_the_call(make_env: MakeEnv) -> None:
     env = await stitched_env(make_env)
     reminder = await env.reminder()
-    doc = await settled(env, reminder.id)
+    doc = await env.settled(reminder.id)
     audio = env.app[audio_key]
     view = await VoiceCache(env.runtime.catalogue).get(env.tenant.voice, env.tenant.slug)
     subject = Call(
@@ -196,11 +168,11 @@ async def test_concurrent_first_calls_render_each_sentence_once(make_env: MakeEn
     env = await stitched_env(make_env)
     audio = env.app[audio_key]
     reminders = [await env.reminder() for _ in range(6)]
-    docs = await asyncio.gather(*(answer_doc(env, r.id) for r in reminders))
+    docs = await asyncio.gather(*(env.answer(r.id) for r in reminders))
     assert all(d.startswith("<?xml") for d in docs)
     while audio._background:  # renders that outlived an answer's budget finish on their own
         await asyncio.sleep(0.05)
-    settled = await answer_doc(env, reminders[0].id)
+    settled = await env.answer(reminders[0].id)
     sentences = {
         p.text for p in ET.fromstring(settled).iter("Play") if "/sentences/" in (p.text or "")
     }
@@ -216,7 +188,7 @@ async def test_the_pause_after_a_said_sentence_leads_the_next_recorded_one(
     said_first = "Your appointment with {provider} is at {appointment:time}. Hello, hello."
     env = await make_env(tenant=replace(STITCHED, template_human=said_first))
     reminder = await env.reminder()
-    verbs = first_pass(await settled(env, reminder.id))
+    verbs = first_pass(await env.settled(reminder.id))
     assert [v.tag for v in verbs][:2] == ["Say", "Play"]
     hello = await decoded(env, verbs[1].text or "")
     # A <Say> carries no pause after it and <Pause> has whole seconds only: the full stop's

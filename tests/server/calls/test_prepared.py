@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -13,34 +12,9 @@ import sqlalchemy as sa
 import server.calls.answers
 from server.calls.webhooks import preparer
 from server.db.schema import prepared_answers
-from server.keys import audio_key
-from tests.support.server import STITCHED, Env, MakeEnv
+from tests.support.server import STITCHED, MakeEnv
 
 RECORDED = "Hello, hello. Your {appointment:time} is at {appointment:time}. Goodbye."
-
-
-def call_params(sid: str, answered_by: str) -> dict[str, str]:
-    return {
-        "CallSid": sid,
-        "AccountSid": "AC" + "0" * 32,
-        "CallStatus": "in-progress",
-        "AnsweredBy": answered_by,
-    }
-
-
-async def answer(env: Env, rid: int, answered_by: str = "human") -> str:
-    resp = await env.webhook(f"/twilio/voice/{rid}", call_params(env.new_call_sid(), answered_by))
-    body = await resp.text()
-    assert resp.status == 200 and body.startswith("<?xml"), body
-    return body
-
-
-async def live(env: Env, rid: int, answered_by: str = "human") -> str:
-    """The answer built live, once every sentence it needs is stitched."""
-    await answer(env, rid, answered_by)
-    while env.app[audio_key]._background:
-        await asyncio.sleep(0.02)
-    return await answer(env, rid, answered_by)
 
 
 def no_planning(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,16 +31,16 @@ async def test_the_call_url_plays_what_was_prepared_when_it_was_dialed(
     tenant = replace(STITCHED, template_human=RECORDED, template_voicemail=RECORDED)
     env = await make_env(tenant=replace(tenant, skip_to_beep=skip_to_beep))
     reminder = await env.reminder()
-    expected = {by: await live(env, reminder.id, by) for by in ("human", "machine_end_beep")}
+    expected = {by: await env.settled(reminder.id, by) for by in ("human", "machine_end_beep")}
     if skip_to_beep:
-        expected["unknown"] = await live(env, reminder.id, "unknown")
-        expected["machine_start"] = await live(env, reminder.id, "machine_start")
+        expected["unknown"] = await env.settled(reminder.id, "unknown")
+        expected["machine_start"] = await env.settled(reminder.id, "machine_start")
     await preparer(env.app)(reminder.id)
     # No planning, no rendering on the answer path now: the same bytes come from the row.
     no_planning(monkeypatch)
     for by, doc in expected.items():
         started = time.monotonic()
-        assert await answer(env, reminder.id, by) == doc, by
+        assert await env.answer(reminder.id, by) == doc, by
         assert time.monotonic() - started < 1.0
 
 
@@ -81,7 +55,7 @@ async def test_answers_prepared_for_another_day_are_not_played(
         await conn.execute(sa.update(prepared_answers).values(prepared_for=day - timedelta(1)))
     # Built live (here: planning fails, so the emergency <Say>), not yesterday's words.
     no_planning(monkeypatch)
-    doc = await answer(env, reminder.id)
+    doc = await env.answer(reminder.id)
     assert "<Play>" not in doc and "<Say" in doc
 
 
@@ -92,7 +66,7 @@ async def test_preparing_again_replaces_the_answers(make_env: MakeEnv) -> None:
     await prepare(reminder.id)
     await env.set_tenant(template_human="Goodbye.")
     await prepare(reminder.id)
-    doc = await answer(env, reminder.id)
+    doc = await env.answer(reminder.id)
     async with env.runtime.engine.connect() as conn:
         rows = (await conn.execute(sa.select(prepared_answers))).all()
     assert len(rows) == 1
