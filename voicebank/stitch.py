@@ -24,7 +24,7 @@ import hashlib
 import json
 import math
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -378,9 +378,6 @@ class Stitcher:
             self.recorder(facts)
         self.storage.put(key, data, CONTENT_TYPES["mp3"])
         self._count(renders=1)
-
-    def ensure_all(self, recipes: Sequence[SentenceRecipe]) -> list[str]:
-        return [self.ensure(r) for r in recipes]
 
     def url(self, recipe: SentenceRecipe) -> str:
         """The permanent public URL of the recipe's MP3 (call ensure() first)."""

@@ -213,11 +213,6 @@ class CallAudio:
             play_twiml, doc, fetch=self.fetch, tts=self.renderer.tts, rate=RENDER_RATE
         )
 
-    async def render(self, plan: Plan) -> bytes:
-        """A plan's audio as one MP3 (every pass), without any call around it."""
-        await self.masters.resolve(s.clip_id for s in plan.segments if isinstance(s, ClipSegment))
-        return await asyncio.to_thread(self.renderer.render, plan)
-
     def patient(self) -> Patient:
         """The same delivery, waiting for every sentence to be stitched (the preview)."""
         return Patient(self)

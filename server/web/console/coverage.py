@@ -8,14 +8,12 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from prompts.script import RecordingScript, ScriptLine
-from server.calls.script import call_scripts, call_texts
+from server.calls.script import call_scripts
 from server.keys import reminders_key, runtime_key
 from server.tenants import Tenant
 from server.web.console.pages import page, render, tenant_for, to_chosen_tenant
 
-# call_texts lives in server.calls.script (shared with `voiceprompt bank script`); kept importable
-# from here for the tests that were written against this module.
-__all__ = ["STATUS_TEXT", "Need", "call_texts", "needs", "routes"]
+__all__ = ["STATUS_TEXT", "Need", "needs", "routes"]
 
 routes = web.RouteTableDef()
 

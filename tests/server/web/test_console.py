@@ -22,6 +22,7 @@ import pytest
 from prompts.models import ClipIndex
 from prompts.script import recording_script
 from prompts.text import normalize
+from server.calls.script import call_texts
 from server.dialing.apilog import ApiLog
 from server.errors import ConfigError
 from server.keys import secret_key
@@ -30,7 +31,6 @@ from server.settings import Settings
 from server.tenants import hash_api_key
 from server.web import throttle
 from server.web.console import reminders as console_reminders
-from server.web.console.coverage import call_texts
 from server.web.console.session import COOKIE, decode_cookie, encode_cookie
 from tests.support.audio import take_from_sounds
 from tests.support.console import (
